@@ -1,0 +1,349 @@
+//! WIT glue: converts between the generated types and the model, and keeps
+//! the one keystore of this instance. No rule lives here.
+
+use std::cell::RefCell;
+
+use zeroize::Zeroizing;
+
+use crate::format;
+use crate::keystore::{self, Keystore};
+use crate::rules;
+use crate::store::{self, Secret, SecretKind};
+use crate::types::{self as t, Env};
+
+wit_bindgen::generate!({
+    world: "keystate",
+    path: "../wit",
+});
+
+use exports::keystate::kms::keystore as wk;
+use exports::keystate::kms::policy as wp;
+use keystate::kms::host;
+use keystate::kms::types as w;
+
+struct Component;
+export!(Component);
+
+/// Time and entropy from the host import.
+struct HostEnv;
+
+impl Env for HostEnv {
+    fn now(&self) -> u64 {
+        host::now()
+    }
+
+    fn fill_random(&self, buf: &mut [u8]) {
+        let bytes = host::random_bytes(buf.len() as u32);
+        assert_eq!(bytes.len(), buf.len(), "host returned the wrong number of random bytes");
+        buf.copy_from_slice(&bytes);
+    }
+}
+
+thread_local! {
+    static KEYSTORE: RefCell<Option<Keystore>> = const { RefCell::new(None) };
+}
+
+fn with<R>(f: impl FnOnce(&mut Keystore) -> t::Result<R>) -> Result<R, w::Error> {
+    KEYSTORE.with_borrow_mut(|ks| match ks {
+        Some(ks) => f(ks).map_err(error),
+        None => Err(w::Error::InvalidArgument("no keystore is open in this instance: call create or open first".into())),
+    })
+}
+
+fn error(e: t::Error) -> w::Error {
+    use t::Error as E;
+    match e {
+        E::NotFound(m) => w::Error::NotFound(m),
+        E::AlreadyExists(m) => w::Error::AlreadyExists(m),
+        E::InvalidTransition(m) => w::Error::InvalidTransition(m),
+        E::KeyUnusable(m) => w::Error::KeyUnusable(m),
+        E::NotDeletable(m) => w::Error::NotDeletable(m),
+        E::WrongPassphrase(m) => w::Error::WrongPassphrase(m),
+        E::Integrity(m) => w::Error::Integrity(m),
+        E::Quiesced(m) => w::Error::Quiesced(m),
+        E::InvalidArgument(m) => w::Error::InvalidArgument(m),
+    }
+}
+
+fn state_in(s: w::KeyState) -> t::KeyState {
+    match s {
+        w::KeyState::Prelive => t::KeyState::Prelive,
+        w::KeyState::Active => t::KeyState::Active,
+        w::KeyState::Inactive => t::KeyState::Inactive,
+        w::KeyState::Deprecated => t::KeyState::Deprecated,
+        w::KeyState::Terminated => t::KeyState::Terminated,
+    }
+}
+
+fn state_out(s: t::KeyState) -> w::KeyState {
+    match s {
+        t::KeyState::Prelive => w::KeyState::Prelive,
+        t::KeyState::Active => w::KeyState::Active,
+        t::KeyState::Inactive => w::KeyState::Inactive,
+        t::KeyState::Deprecated => w::KeyState::Deprecated,
+        t::KeyState::Terminated => w::KeyState::Terminated,
+    }
+}
+
+fn cipher_in(c: w::Cipher) -> t::Cipher {
+    match c {
+        w::Cipher::Aes256Gcm => t::Cipher::Aes256Gcm,
+        w::Cipher::Aes128Gcm => t::Cipher::Aes128Gcm,
+    }
+}
+
+fn cipher_out(c: t::Cipher) -> w::Cipher {
+    match c {
+        t::Cipher::Aes256Gcm => w::Cipher::Aes256Gcm,
+        t::Cipher::Aes128Gcm => w::Cipher::Aes128Gcm,
+    }
+}
+
+fn kind_out(k: SecretKind) -> w::SecretKind {
+    match k {
+        SecretKind::Passphrase => w::SecretKind::Passphrase,
+        SecretKind::Raw => w::SecretKind::Raw,
+    }
+}
+
+fn secret_in(s: w::Secret) -> Secret {
+    match s {
+        w::Secret::Passphrase(p) => Secret::Passphrase(Zeroizing::new(p)),
+        w::Secret::Raw(r) => Secret::Raw(Zeroizing::new(r)),
+    }
+}
+
+fn group_out(g: keystore::GroupInfo) -> w::GroupInfo {
+    w::GroupInfo {
+        tag: g.tag.to_string(),
+        name: g.name,
+        cipher: cipher_out(g.cipher),
+        description: g.description,
+        created: g.created,
+        modified: g.modified,
+        active_key: g.active_key,
+    }
+}
+
+fn key_out(k: keystore::KeyInfo) -> w::KeyInfo {
+    w::KeyInfo {
+        tag: k.tag.to_string(),
+        name: k.name,
+        group: k.group,
+        state: state_out(k.state),
+        description: k.description,
+        created: k.created,
+        modified: k.modified,
+        recoverable: k.recoverable,
+    }
+}
+
+fn row_in(r: w::Row) -> keystore::Row {
+    keystore::Row { id: r.id, version: r.version, body: r.body }
+}
+
+fn changes_out(c: keystore::ChangeSet) -> w::ChangeSet {
+    w::ChangeSet {
+        upserts: c.upserts.into_iter().map(|r| w::Row { id: r.id, version: r.version, body: r.body }).collect(),
+        deletes: c.deletes.into_iter().map(|(id, version)| w::RowRef { id, version }).collect(),
+    }
+}
+
+fn with_key(f: impl FnOnce(&mut Keystore) -> t::Result<(keystore::KeyInfo, keystore::ChangeSet)>) -> Result<(w::KeyInfo, w::ChangeSet), w::Error> {
+    with(f).map(|(k, c)| (key_out(k), changes_out(c)))
+}
+
+fn with_group(f: impl FnOnce(&mut Keystore) -> t::Result<(keystore::GroupInfo, keystore::ChangeSet)>) -> Result<(w::GroupInfo, w::ChangeSet), w::Error> {
+    with(f).map(|(g, c)| (group_out(g), changes_out(c)))
+}
+
+impl wp::Guest for Component {
+    fn can_transition(from: w::KeyState, to: w::KeyState) -> bool {
+        rules::can_transition(state_in(from), state_in(to))
+    }
+
+    fn allowed_operations(state: w::KeyState) -> Vec<w::Operation> {
+        rules::allowed_operations(state_in(state))
+            .into_iter()
+            .map(|op| match op {
+                t::Operation::Encrypt => w::Operation::Encrypt,
+                t::Operation::Decrypt => w::Operation::Decrypt,
+                t::Operation::Delete => w::Operation::Delete,
+            })
+            .collect()
+    }
+}
+
+impl wk::Guest for Component {
+    type Encryptor = Encryptor;
+    type Decryptor = Decryptor;
+
+    fn create(hmk: w::Secret, hmk_id: Option<String>, kpk: w::Secret, kpk_id: Option<String>) -> Result<w::ChangeSet, w::Error> {
+        let (ks, changes) = Keystore::create(Box::new(HostEnv), &secret_in(hmk), hmk_id, &secret_in(kpk), kpk_id).map_err(error)?;
+        KEYSTORE.set(Some(ks));
+        Ok(changes_out(changes))
+    }
+
+    fn inspect_header(header: Vec<u8>) -> Result<w::HeaderInfo, w::Error> {
+        let h = store::parse_header(&header).map_err(error)?;
+        Ok(w::HeaderInfo {
+            format_version: h.format_version,
+            hmk_id: h.hmk.id,
+            hmk_kind: kind_out(h.hmk.kind),
+            kpk_id: h.kpk.id,
+            kpk_kind: kind_out(h.kpk.kind),
+            quiesced: h.quiesced,
+        })
+    }
+
+    fn open(header: w::Row, hmk: w::Secret, kpk: w::Secret) -> Result<(), w::Error> {
+        let ks = Keystore::open(Box::new(HostEnv), &row_in(header), &secret_in(hmk), &secret_in(kpk)).map_err(error)?;
+        KEYSTORE.set(Some(ks));
+        Ok(())
+    }
+
+    fn load(rows: Vec<w::Row>, deleted: Vec<String>) -> Result<Vec<w::RowFault>, w::Error> {
+        let rows: Vec<_> = rows.into_iter().map(row_in).collect();
+        with(|ks| ks.load(&rows, &deleted))
+            .map(|faults| faults.into_iter().map(|f| w::RowFault { id: f.id, message: f.message }).collect())
+    }
+
+    fn create_group(name: String, cipher: w::Cipher, description: String) -> Result<(w::GroupInfo, w::ChangeSet), w::Error> {
+        with_group(|ks| ks.create_group(&name, cipher_in(cipher), &description))
+    }
+
+    fn groups() -> Vec<w::GroupInfo> {
+        with(|ks| Ok(ks.groups())).map(|g| g.into_iter().map(group_out).collect()).unwrap_or_default()
+    }
+
+    fn group(name: String) -> Result<w::GroupInfo, w::Error> {
+        with(|ks| ks.group(&name)).map(group_out)
+    }
+
+    fn modify_group(name: String, new_name: Option<String>, description: Option<String>) -> Result<(w::GroupInfo, w::ChangeSet), w::Error> {
+        with_group(|ks| ks.modify_group(&name, new_name.as_deref(), description.as_deref()))
+    }
+
+    fn delete_group(name: String) -> Result<w::ChangeSet, w::Error> {
+        with(|ks| ks.delete_group(&name)).map(changes_out)
+    }
+
+    fn create_key(group: String, name: String, state: w::KeyState, passphrase: Option<String>, description: String) -> Result<(w::KeyInfo, w::ChangeSet), w::Error> {
+        let passphrase = passphrase.map(Zeroizing::new);
+        with_key(|ks| ks.create_key(&group, &name, state_in(state), passphrase.as_deref().map(|p| p.as_str()), &description))
+    }
+
+    fn keys(group: Option<String>, state: Option<w::KeyState>) -> Result<Vec<w::KeyInfo>, w::Error> {
+        with(|ks| ks.keys(group.as_deref(), state.map(state_in))).map(|keys| keys.into_iter().map(key_out).collect())
+    }
+
+    fn key(group: String, name: String) -> Result<w::KeyInfo, w::Error> {
+        with(|ks| ks.key(&group, &name)).map(key_out)
+    }
+
+    fn key_by_tag(tag: String) -> Result<w::KeyInfo, w::Error> {
+        with(|ks| ks.key_by_tag(&tag)).map(key_out)
+    }
+
+    fn set_state(group: String, name: String, state: w::KeyState) -> Result<(w::KeyInfo, w::ChangeSet), w::Error> {
+        with_key(|ks| ks.set_state(&group, &name, state_in(state)))
+    }
+
+    fn modify_key(group: String, name: String, new_name: Option<String>, description: Option<String>) -> Result<(w::KeyInfo, w::ChangeSet), w::Error> {
+        with_key(|ks| ks.modify_key(&group, &name, new_name.as_deref(), description.as_deref()))
+    }
+
+    fn delete_key(group: String, name: String) -> Result<w::ChangeSet, w::Error> {
+        with(|ks| ks.delete_key(&group, &name)).map(changes_out)
+    }
+
+    fn recover_key(group: String, name: String, tag: String, passphrase: String, state: w::KeyState) -> Result<(w::KeyInfo, w::ChangeSet), w::Error> {
+        let passphrase = Zeroizing::new(passphrase);
+        with_key(|ks| ks.recover_key(&group, &name, &tag, &passphrase, state_in(state)))
+    }
+
+    fn quiesce() -> Result<w::ChangeSet, w::Error> {
+        with(|ks| ks.quiesce()).map(changes_out)
+    }
+
+    fn unquiesce() -> Result<w::ChangeSet, w::Error> {
+        with(|ks| ks.unquiesce()).map(changes_out)
+    }
+
+    fn stats() -> w::KeystoreStats {
+        let s = with(|ks| Ok(ks.stats())).unwrap_or_default();
+        w::KeystoreStats {
+            groups: s.groups,
+            prelive: s.keys[0],
+            active: s.keys[1],
+            inactive: s.keys[2],
+            deprecated: s.keys[3],
+            terminated: s.keys[4],
+            corrupt_rows: s.corrupt_rows,
+            quiesced: s.quiesced,
+            hmk_id: s.hmk_id,
+            kpk_id: s.kpk_id,
+        }
+    }
+
+    fn encrypt(group: String, plaintext: Vec<u8>, aad: Vec<u8>) -> Result<Vec<u8>, w::Error> {
+        with(|ks| ks.encrypt(&group, &plaintext, &aad))
+    }
+
+    fn decrypt(ciphertext: Vec<u8>, aad: Vec<u8>) -> Result<Vec<u8>, w::Error> {
+        with(|ks| ks.decrypt(&ciphertext, &aad))
+    }
+
+    fn begin_encrypt(group: String, aad: Vec<u8>, chunk_size: u32) -> Result<wk::Encryptor, w::Error> {
+        let inner = with(|ks| ks.begin_encrypt(&group, &aad, chunk_size))?;
+        Ok(wk::Encryptor::new(Encryptor(RefCell::new(Some(inner)))))
+    }
+
+    fn begin_decrypt(aad: Vec<u8>) -> wk::Decryptor {
+        wk::Decryptor::new(Decryptor(RefCell::new(Some(format::Decryptor::new(&aad)))))
+    }
+}
+
+/// A streaming encryption; `None` once finished.
+pub struct Encryptor(RefCell<Option<format::Encryptor>>);
+
+/// A streaming decryption; `None` once finished.
+pub struct Decryptor(RefCell<Option<format::Decryptor>>);
+
+fn spent() -> w::Error {
+    w::Error::InvalidArgument("this stream is already finished".into())
+}
+
+impl wk::GuestEncryptor for Encryptor {
+    fn update(&self, plaintext: Vec<u8>) -> Result<Vec<u8>, w::Error> {
+        let mut inner = self.0.borrow_mut();
+        let enc = inner.as_mut().ok_or_else(spent)?;
+        let mut out = Vec::with_capacity(plaintext.len() + format::HEADER_LEN);
+        enc.update(&plaintext, &mut out).map_err(error)?;
+        Ok(out)
+    }
+
+    fn finish(&self) -> Result<Vec<u8>, w::Error> {
+        let enc = self.0.borrow_mut().take().ok_or_else(spent)?;
+        let mut out = Vec::new();
+        enc.finish(&mut out).map_err(error)?;
+        Ok(out)
+    }
+}
+
+impl wk::GuestDecryptor for Decryptor {
+    fn update(&self, ciphertext: Vec<u8>) -> Result<Vec<u8>, w::Error> {
+        let mut inner = self.0.borrow_mut();
+        let dec = inner.as_mut().ok_or_else(spent)?;
+        let mut out = Vec::with_capacity(ciphertext.len());
+        with(|ks| dec.update(&ciphertext, &mut out, &mut |h| ks.decryption_key(h)))?;
+        Ok(out)
+    }
+
+    fn finish(&self) -> Result<Vec<u8>, w::Error> {
+        let dec = self.0.borrow_mut().take().ok_or_else(spent)?;
+        let mut out = Vec::new();
+        dec.finish(&mut out).map_err(error)?;
+        Ok(out)
+    }
+}

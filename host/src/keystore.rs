@@ -1,0 +1,524 @@
+//! `Keystore`: the Rust API. Every rule lives in the component; this file only
+//! moves rows between storage and the sandbox, in the order that keeps them
+//! consistent:
+//!
+//! - before each operation, rows other processes changed are loaded first;
+//! - a mutation runs inside a storage write (other writers wait), so what it
+//!   read is what it commits against; its change set is persisted atomically
+//!   and only then acknowledged;
+//! - if persisting fails or the component traps, the instance is rebuilt from
+//!   storage before the next operation: the mutation did not happen.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::keyfile;
+use crate::sandbox::{wit, Guest, Limits};
+use crate::storage::{self, Backend, Sqlite};
+use crate::types::{Cipher, GroupInfo, KeyInfo, KeyState, Operation, RowFault, Stats};
+
+/// How much plaintext or ciphertext crosses into the sandbox per call when streaming.
+const STREAM_BLOCK: usize = 1 << 20;
+
+/// Options for [`Keystore::create_with`].
+#[derive(Default)]
+pub struct CreateOptions<'a> {
+    /// Pass phrase of the host master key; `None`: a random key in `<path>.hmk`.
+    pub hmk_passphrase: Option<&'a str>,
+    /// Pass phrase of the key protection key; `None`: a random key in `<path>.kpk`.
+    pub kpk_passphrase: Option<&'a str>,
+    /// Labels for the HMK and KPK (random labels when `None`).
+    pub hmk_id: Option<&'a str>,
+    pub kpk_id: Option<&'a str>,
+    pub limits: Limits,
+}
+
+/// Options for [`Keystore::open_with`].
+#[derive(Default)]
+pub struct OpenOptions<'a> {
+    /// Needed when the keystore's HMK comes from a pass phrase; else the key file is read.
+    pub hmk_passphrase: Option<&'a str>,
+    pub kpk_passphrase: Option<&'a str>,
+    pub limits: Limits,
+}
+
+/// A secret as kept by the host to rebuild the sandbox: zeroized on drop.
+enum Secret {
+    Passphrase(Zeroizing<String>),
+    Raw(Zeroizing<Vec<u8>>),
+}
+
+impl Secret {
+    fn to_wit(&self) -> WitSecret {
+        WitSecret(match self {
+            Secret::Passphrase(p) => wit::Secret::Passphrase(p.to_string()),
+            Secret::Raw(r) => wit::Secret::Raw(r.to_vec()),
+        })
+    }
+}
+
+/// A `wit::Secret` that wipes its copy once the call is done.
+struct WitSecret(wit::Secret);
+
+impl Drop for WitSecret {
+    fn drop(&mut self) {
+        match &mut self.0 {
+            wit::Secret::Passphrase(p) => p.zeroize(),
+            wit::Secret::Raw(r) => r.zeroize(),
+        }
+    }
+}
+
+/// An open keystore. Safe to share between threads; operations are serialized.
+pub struct Keystore {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    guest: Guest,
+    backend: Box<dyn Backend>,
+    hmk: Secret,
+    kpk: Secret,
+    limits: Limits,
+    /// Storage sequence number the guest is current to.
+    seq: u64,
+    faults: BTreeMap<String, String>,
+}
+
+impl Keystore {
+    /// Create a new keystore at `path`. A `None` pass phrase makes a random key
+    /// kept in a key file beside it (`<path>.hmk`, `<path>.kpk`).
+    pub fn create(path: impl AsRef<Path>, hmk_passphrase: Option<&str>, kpk_passphrase: Option<&str>) -> Result<Keystore> {
+        Keystore::create_with(path, CreateOptions { hmk_passphrase, kpk_passphrase, ..Default::default() })
+    }
+
+    pub fn create_with(path: impl AsRef<Path>, options: CreateOptions) -> Result<Keystore> {
+        let path = path.as_ref();
+        if path.exists() {
+            return Err(Error::new(ErrorKind::AlreadyExists, format!("{} already exists", path.display())));
+        }
+        let mut written = Vec::new();
+        let result = (|| {
+            let hmk = new_secret(path, "hmk", options.hmk_passphrase, &mut written)?;
+            let kpk = new_secret(path, "kpk", options.kpk_passphrase, &mut written)?;
+            let mut guest = Guest::new(options.limits)?;
+            let changes = guest.create(&hmk.to_wit().0, options.hmk_id, &kpk.to_wit().0, options.kpk_id)?;
+            let mut backend: Box<dyn Backend> = Box::new(Sqlite::create(path)?);
+            written.push(path.to_path_buf());
+            backend.begin_write()?;
+            let seq = backend.apply(&change_set(changes))?;
+            backend.commit()?;
+            Ok(Inner { guest, backend, hmk, kpk, limits: options.limits, seq, faults: BTreeMap::new() })
+        })();
+        match result {
+            Ok(inner) => Ok(Keystore { inner: Mutex::new(inner) }),
+            Err(e) => {
+                for file in &written {
+                    for suffix in ["", "-wal", "-shm"] {
+                        let mut name = file.as_os_str().to_owned();
+                        name.push(suffix);
+                        let _ = std::fs::remove_file(PathBuf::from(name));
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Open the keystore at `path`. A `None` pass phrase reads the key file.
+    pub fn open(path: impl AsRef<Path>, hmk_passphrase: Option<&str>, kpk_passphrase: Option<&str>) -> Result<Keystore> {
+        Keystore::open_with(path, OpenOptions { hmk_passphrase, kpk_passphrase, ..Default::default() })
+    }
+
+    pub fn open_with(path: impl AsRef<Path>, options: OpenOptions) -> Result<Keystore> {
+        let path = path.as_ref();
+        let mut backend: Box<dyn Backend> = Box::new(Sqlite::open(path)?);
+        let mut guest = Guest::new(options.limits)?;
+        let snapshot = backend.load_all()?;
+        let header = header_row(&snapshot.rows, &backend.location())?;
+        let info = guest.inspect_header(&header.body)?;
+        let hmk = existing_secret(path, "hmk", "HMK", info.hmk_kind, options.hmk_passphrase)?;
+        let kpk = existing_secret(path, "kpk", "KPK", info.kpk_kind, options.kpk_passphrase)?;
+        let mut inner = Inner { guest, backend, hmk, kpk, limits: options.limits, seq: 0, faults: BTreeMap::new() };
+        inner.start(snapshot)?;
+        Ok(Keystore { inner: Mutex::new(inner) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| {
+            // A panic while holding the lock: trust storage, not the instance.
+            let mut inner = poisoned.into_inner();
+            inner.guest.broken = true;
+            inner
+        })
+    }
+
+    /// Run a read-only operation on an up-to-date model.
+    fn read<T>(&self, op: impl FnOnce(&mut Guest) -> Result<T>) -> Result<T> {
+        let mut inner = self.lock();
+        inner.heal()?;
+        inner.catch_up()?;
+        op(&mut inner.guest)
+    }
+
+    /// Run a mutation: inside a storage write, on an up-to-date model, persisted before it returns.
+    fn mutate<T>(&self, op: impl FnOnce(&mut Guest) -> Result<(T, wit::ChangeSet)>) -> Result<T> {
+        let mut inner = self.lock();
+        inner.heal()?;
+        inner.backend.begin_write()?;
+        let result = inner.catch_up().and_then(|_| op(&mut inner.guest));
+        let (value, changes) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                // The guest refused (it changed nothing) or failed (it is marked broken).
+                inner.backend.rollback();
+                return Err(e);
+            }
+        };
+        let persisted = match changes.upserts.is_empty() && changes.deletes.is_empty() {
+            true => inner.backend.commit().map(|_| inner.seq),
+            false => inner.backend.apply(&change_set(changes)).and_then(|seq| inner.backend.commit().map(|_| seq)),
+        };
+        match persisted {
+            Ok(seq) => {
+                inner.seq = seq;
+                Ok(value)
+            }
+            Err(e) => {
+                inner.backend.rollback();
+                // The guest already applied the mutation: rebuild it from storage.
+                inner.guest.broken = true;
+                let _ = inner.heal();
+                Err(e)
+            }
+        }
+    }
+
+    // ---- groups ---------------------------------------------------------------------
+
+    pub fn create_group(&self, name: &str, cipher: Cipher, description: &str) -> Result<GroupInfo> {
+        self.mutate(|g| g.create_group(name, cipher, description))
+    }
+
+    pub fn groups(&self) -> Result<Vec<GroupInfo>> {
+        self.read(|g| g.groups())
+    }
+
+    pub fn group(&self, name: &str) -> Result<GroupInfo> {
+        self.read(|g| g.group(name))
+    }
+
+    /// Rename and/or change the description; `None` leaves a field as it is.
+    pub fn modify_group(&self, name: &str, new_name: Option<&str>, description: Option<&str>) -> Result<GroupInfo> {
+        self.mutate(|g| g.modify_group(name, new_name, description))
+    }
+
+    /// Delete an empty group.
+    pub fn delete_group(&self, name: &str) -> Result<()> {
+        self.mutate(|g| g.delete_group(name))
+    }
+
+    // ---- keys -----------------------------------------------------------------------
+
+    /// Create a key in `state` (prelive or active). With a pass phrase the key
+    /// is derived from it and can be recovered after deletion.
+    pub fn create_key(&self, group: &str, name: &str, state: KeyState, passphrase: Option<&str>, description: &str) -> Result<KeyInfo> {
+        self.mutate(|g| g.create_key(group, name, state, passphrase, description))
+    }
+
+    /// Keys, optionally of one group and/or in one state, sorted by group and name.
+    pub fn keys(&self, group: Option<&str>, state: Option<KeyState>) -> Result<Vec<KeyInfo>> {
+        self.read(|g| g.keys(group, state))
+    }
+
+    pub fn key(&self, group: &str, name: &str) -> Result<KeyInfo> {
+        self.read(|g| g.key(group, name))
+    }
+
+    pub fn key_by_tag(&self, tag: &str) -> Result<KeyInfo> {
+        self.read(|g| g.key_by_tag(tag))
+    }
+
+    /// Move a key one adjacent step; activating bumps the group's active key to inactive.
+    pub fn set_state(&self, group: &str, name: &str, state: KeyState) -> Result<KeyInfo> {
+        self.mutate(|g| g.set_state(group, name, state))
+    }
+
+    pub fn modify_key(&self, group: &str, name: &str, new_name: Option<&str>, description: Option<&str>) -> Result<KeyInfo> {
+        self.mutate(|g| g.modify_key(group, name, new_name, description))
+    }
+
+    /// Delete a prelive or terminated key.
+    pub fn delete_key(&self, group: &str, name: &str) -> Result<()> {
+        self.mutate(|g| g.delete_key(group, name))
+    }
+
+    /// Re-create a deleted pass phrase key from its tag and pass phrase.
+    pub fn recover_key(&self, group: &str, name: &str, tag: &str, passphrase: &str, state: KeyState) -> Result<KeyInfo> {
+        self.mutate(|g| g.recover_key(group, name, tag, passphrase, state))
+    }
+
+    // ---- keystore ---------------------------------------------------------------------
+
+    /// Make the keystore read-only for every process: mutations fail with `Quiesced`.
+    pub fn quiesce(&self) -> Result<()> {
+        self.mutate(|g| g.quiesce(true))
+    }
+
+    pub fn unquiesce(&self) -> Result<()> {
+        self.mutate(|g| g.quiesce(false))
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        let mut inner = self.lock();
+        inner.heal()?;
+        inner.catch_up()?;
+        let s = inner.guest.stats()?;
+        let states = [
+            ("prelive", s.prelive),
+            ("active", s.active),
+            ("inactive", s.inactive),
+            ("deprecated", s.deprecated),
+            ("terminated", s.terminated),
+        ];
+        Ok(Stats {
+            groups: s.groups,
+            keys: states.iter().map(|(_, n)| n).sum(),
+            states: states.into_iter().collect(),
+            corrupt_rows: s.corrupt_rows,
+            quiesced: s.quiesced,
+            hmk_id: s.hmk_id,
+            kpk_id: s.kpk_id,
+            format_version: 1,
+            path: inner.backend.location(),
+        })
+    }
+
+    /// Rows that failed to load (tampered or corrupt), with why.
+    pub fn faults(&self) -> Result<Vec<RowFault>> {
+        let mut inner = self.lock();
+        inner.heal()?;
+        inner.catch_up()?;
+        Ok(inner.faults.iter().map(|(id, message)| RowFault { id: id.clone(), message: message.clone() }).collect())
+    }
+
+    // ---- data -------------------------------------------------------------------------
+
+    /// Encrypt with the group's active key.
+    pub fn encrypt(&self, group: &str, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        self.read(|g| g.encrypt(group, plaintext, aad))
+    }
+
+    /// Decrypt with the key named by the tag inside the ciphertext.
+    pub fn decrypt(&self, ciphertext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        self.read(|g| g.decrypt(ciphertext, aad))
+    }
+
+    /// Encrypt a stream of any size in bounded memory; `progress` gets the
+    /// plaintext bytes read so far. Returns the number of plaintext bytes.
+    pub fn encrypt_stream(&self, group: &str, input: &mut dyn Read, output: &mut dyn Write, aad: &[u8], progress: &mut dyn FnMut(u64)) -> Result<u64> {
+        self.stream(input, output, progress, |g| g.begin_encrypt(group, aad, 0), true)
+    }
+
+    /// Decrypt a stream of any size in bounded memory. Plaintext is written as
+    /// it is authenticated chunk by chunk; only a successful return proves the
+    /// data was complete, so on error discard what was written.
+    pub fn decrypt_stream(&self, input: &mut dyn Read, output: &mut dyn Write, aad: &[u8], progress: &mut dyn FnMut(u64)) -> Result<u64> {
+        self.stream(input, output, progress, |g| g.begin_decrypt(aad), false)
+    }
+
+    /// Encrypt a file; `dst` appears only once it is complete.
+    pub fn encrypt_file(&self, group: &str, src: impl AsRef<Path>, dst: impl AsRef<Path>, aad: &[u8]) -> Result<u64> {
+        with_files(src.as_ref(), dst.as_ref(), |input, output| self.encrypt_stream(group, input, output, aad, &mut |_| {}))
+    }
+
+    /// Decrypt a file; `dst` appears only if the whole file authenticated.
+    pub fn decrypt_file(&self, src: impl AsRef<Path>, dst: impl AsRef<Path>, aad: &[u8]) -> Result<u64> {
+        with_files(src.as_ref(), dst.as_ref(), |input, output| self.decrypt_stream(input, output, aad, &mut |_| {}))
+    }
+
+    fn stream(
+        &self,
+        input: &mut dyn Read,
+        output: &mut dyn Write,
+        progress: &mut dyn FnMut(u64),
+        begin: impl FnOnce(&mut Guest) -> Result<wasmtime::component::ResourceAny>,
+        encrypting: bool,
+    ) -> Result<u64> {
+        let mut inner = self.lock();
+        inner.heal()?;
+        inner.catch_up()?;
+        let handle = begin(&mut inner.guest)?;
+        let mut buf = vec![0u8; STREAM_BLOCK];
+        let mut total = 0u64;
+        let result = (|| loop {
+            let n = read_full(input, &mut buf)?;
+            total += n as u64;
+            let last = n < buf.len();
+            let out = inner.guest.stream(handle, encrypting, &buf[..n], last)?;
+            output.write_all(&out).map_err(|e| Error::storage("writing output", e))?;
+            progress(total);
+            if last {
+                output.flush().map_err(|e| Error::storage("writing output", e))?;
+                return Ok(total);
+            }
+        })();
+        if result.is_err() {
+            inner.guest.drop_stream(handle);
+        }
+        result
+    }
+}
+
+impl Inner {
+    /// Open the guest on a full snapshot of storage.
+    fn start(&mut self, snapshot: storage::Changes) -> Result<()> {
+        let header = header_row(&snapshot.rows, &self.backend.location())?;
+        let (hmk, kpk) = (self.hmk.to_wit(), self.kpk.to_wit());
+        self.guest.open(&wit_row(header), &hmk.0, &kpk.0)?;
+        let rows: Vec<wit::Row> = snapshot.rows.into_iter().filter(|r| r.id != "header").map(wit_row).collect();
+        let faults = self.guest.load(&rows, &[])?;
+        self.faults = faults.into_iter().map(|f| (f.id, f.message)).collect();
+        self.seq = snapshot.seq;
+        Ok(())
+    }
+
+    /// Rebuild a broken instance from storage.
+    fn heal(&mut self) -> Result<()> {
+        if !self.guest.broken {
+            return Ok(());
+        }
+        self.guest = Guest::new(self.limits)?;
+        let snapshot = self.backend.load_all()?;
+        self.start(snapshot)
+    }
+
+    /// Load what other processes changed since this one last looked.
+    fn catch_up(&mut self) -> Result<()> {
+        let Some(changes) = self.backend.changes_since(self.seq)? else {
+            return Ok(());
+        };
+        let rows: Vec<wit::Row> = changes.rows.into_iter().map(wit_row).collect();
+        for id in rows.iter().map(|r| &r.id).chain(&changes.deleted) {
+            self.faults.remove(id);
+        }
+        let faults = self.guest.load(&rows, &changes.deleted)?;
+        self.faults.extend(faults.into_iter().map(|f| (f.id, f.message)));
+        self.seq = changes.seq;
+        Ok(())
+    }
+}
+
+fn header_row<'a>(rows: &'a [storage::Row], location: &str) -> Result<&'a storage::Row> {
+    rows.iter()
+        .find(|r| r.id == "header")
+        .ok_or_else(|| Error::new(ErrorKind::Integrity, format!("keystore {location} has no header row")))
+}
+
+fn wit_row(r: impl std::borrow::Borrow<storage::Row>) -> wit::Row {
+    let r = r.borrow();
+    wit::Row { id: r.id.clone(), version: r.version, body: r.body.clone() }
+}
+
+fn change_set(c: wit::ChangeSet) -> storage::ChangeSet {
+    storage::ChangeSet {
+        upserts: c.upserts.into_iter().map(|r| storage::Row { id: r.id, version: r.version, body: r.body }).collect(),
+        deletes: c.deletes.into_iter().map(|d| (d.id, d.version)).collect(),
+    }
+}
+
+/// A new keystore's secret: the pass phrase, or a random key written to its key file.
+fn new_secret(path: &Path, ext: &str, passphrase: Option<&str>, written: &mut Vec<PathBuf>) -> Result<Secret> {
+    match passphrase {
+        Some(p) => Ok(Secret::Passphrase(Zeroizing::new(p.to_string()))),
+        None => {
+            let mut key = Zeroizing::new([0u8; 32]);
+            getrandom::fill(key.as_mut()).map_err(|e| Error::storage("OS random source", e))?;
+            let file = keyfile::path_for(path, ext);
+            keyfile::write(&file, &key)?;
+            written.push(file);
+            Ok(Secret::Raw(Zeroizing::new(key.to_vec())))
+        }
+    }
+}
+
+/// An existing keystore's secret, as its header says it was made.
+fn existing_secret(path: &Path, ext: &str, what: &str, kind: wit::SecretKind, passphrase: Option<&str>) -> Result<Secret> {
+    let file = keyfile::path_for(path, ext);
+    match (kind, passphrase) {
+        (wit::SecretKind::Passphrase, Some(p)) => Ok(Secret::Passphrase(Zeroizing::new(p.to_string()))),
+        (wit::SecretKind::Passphrase, None) => Err(Error::invalid(format!(
+            "this keystore's {what} comes from a pass phrase: give the {what} pass phrase"
+        ))),
+        (wit::SecretKind::Raw, None) => Ok(Secret::Raw(keyfile::read(&file)?)),
+        (wit::SecretKind::Raw, Some(_)) => Err(Error::invalid(format!(
+            "this keystore's {what} is a random key kept in {}: do not give a {what} pass phrase",
+            file.display()
+        ))),
+    }
+}
+
+fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::storage("reading input", e)),
+        }
+    }
+    Ok(filled)
+}
+
+/// Stream `src` into a temporary file beside `dst`, renamed into place only on success.
+fn with_files(src: &Path, dst: &Path, run: impl FnOnce(&mut dyn Read, &mut dyn Write) -> Result<u64>) -> Result<u64> {
+    let input = File::open(src).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::new(ErrorKind::NotFound, format!("no file {}", src.display())),
+        _ => Error::storage(&format!("opening {}", src.display()), e),
+    })?;
+    let dir = dst.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.keystate-{}.tmp",
+        dst.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut out = std::io::BufWriter::new(storage::sqlite::create_private_file(&tmp)?);
+        let n = run(&mut BufReader::new(input), &mut out)?;
+        let file = out.into_inner().map_err(|e| Error::storage(&format!("writing {}", tmp.display()), e.error()))?;
+        file.sync_all().map_err(|e| Error::storage(&format!("syncing {}", tmp.display()), e))?;
+        std::fs::rename(&tmp, dst).map_err(|e| Error::storage(&format!("renaming to {}", dst.display()), e))?;
+        Ok(n)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The rules as pure functions, answered by a process-wide component instance.
+fn policy<T>(f: impl FnOnce(&mut Guest) -> Result<T>) -> Result<T> {
+    static POLICY: OnceLock<Mutex<Option<Guest>>> = OnceLock::new();
+    let mut slot = POLICY.get_or_init(|| Mutex::new(None)).lock().unwrap_or_else(|p| p.into_inner());
+    if slot.as_ref().is_none_or(|g| g.broken) {
+        *slot = Some(Guest::new(Limits::default())?);
+    }
+    f(slot.as_mut().expect("just made"))
+}
+
+/// May a key move from `from` to `to`? (Staying put is allowed.)
+pub fn can_transition(from: KeyState, to: KeyState) -> Result<bool> {
+    policy(|g| g.can_transition(from, to))
+}
+
+/// The operations a key in `state` allows.
+pub fn allowed_operations(state: KeyState) -> Result<Vec<Operation>> {
+    policy(|g| g.allowed_operations(state))
+}

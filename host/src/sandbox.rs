@@ -1,0 +1,433 @@
+//! The sandbox: one wasmtime engine and one compiled component per process,
+//! one store and instance per open keystore. A store has a memory cap and an
+//! epoch deadline per call; a trap or a limit hit becomes an `Internal` error
+//! and the caller rebuilds the instance from storage.
+
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceAny};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::types::{self, Cipher, GroupInfo, KeyInfo, KeyState, Operation};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "keystate",
+        path: "../wit",
+        imports: { default: trappable },
+    });
+}
+
+pub(crate) use bindings::keystate::kms::types as wit;
+use bindings::{Keystate, KeystatePre};
+
+/// The component, built from `guest/` by build.rs.
+pub const COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/keystate.wasm"));
+
+/// How much a keystore's sandbox may use.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Cap on the guest's linear memory, in bytes.
+    pub memory_bytes: usize,
+    /// Wall-clock budget of one call into the guest.
+    pub call_deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { memory_bytes: 2 << 30, call_deadline: Duration::from_secs(120) }
+    }
+}
+
+/// How often the epoch ticks; deadlines are whole ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// The most random bytes the guest may ask for at once.
+const MAX_RANDOM_REQUEST: u32 = 1 << 16;
+
+struct Runtime {
+    engine: Engine,
+    pre: KeystatePre<HostState>,
+}
+
+/// The engine and the type-checked component, made once per process.
+fn runtime() -> Result<&'static Runtime> {
+    static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| build_runtime().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start the keystate component: {e}")))
+}
+
+fn build_runtime() -> wasmtime::Result<Runtime> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    let engine = Engine::new(&config)?;
+    let component = load_component(&engine)?;
+    let mut linker = Linker::new(&engine);
+    Keystate::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    let pre = KeystatePre::new(linker.instantiate_pre(&component)?)?;
+    let ticker = engine.clone();
+    std::thread::Builder::new()
+        .name("keystate-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            ticker.increment_epoch();
+        })?;
+    Ok(Runtime { engine, pre })
+}
+
+/// Compiling the component with Cranelift costs tens of milliseconds (much more
+/// in debug builds), so the compiled code is cached on disk, keyed by the
+/// component's bytes and the engine's compatibility hash.
+fn load_component(engine: &Engine) -> wasmtime::Result<Component> {
+    let Some(dir) = cache_dir() else {
+        return Component::new(engine, COMPONENT);
+    };
+    let mut compat = std::hash::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut compat);
+    let digest = Sha256::digest(COMPONENT);
+    let path = dir.join(format!("keystate-{}-{:016x}.cwasm", hex::encode(&digest[..12]), compat.finish()));
+    if path.exists() {
+        // SAFETY: the file is one this code wrote into the user's own cache
+        // directory; wasmtime checks that it was made by a compatible engine
+        // and returns an error (not UB) otherwise.
+        if let Ok(c) = unsafe { Component::deserialize_file(engine, &path) } {
+            return Ok(c);
+        }
+    }
+    let compiled = engine.precompile_component(COMPONENT)?;
+    let _ = write_atomically(&dir, &path, &compiled); // a cache that cannot be written is no error
+    // SAFETY: bytes just produced by `precompile_component` of this engine.
+    unsafe { Component::deserialize(engine, &compiled) }
+}
+
+/// `KEYSTATE_CACHE_DIR` (empty or `off` disables), else `$XDG_CACHE_HOME/keystate`,
+/// else `~/.cache/keystate`.
+fn cache_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("KEYSTATE_CACHE_DIR") {
+        Some(v) if v.is_empty() || v == "off" => return None,
+        Some(v) => PathBuf::from(v),
+        None => match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+            Some(x) => PathBuf::from(x).join("keystate"),
+            None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/keystate"),
+        },
+    };
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir)
+}
+
+fn write_atomically(dir: &std::path::Path, path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".tmp-{}-{:?}", std::process::id(), std::thread::current().id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Per-store host state: the limiter, and what the host import serves.
+pub(crate) struct HostState {
+    limits: StoreLimits,
+}
+
+impl bindings::keystate::kms::host::Host for HostState {
+    fn now(&mut self) -> wasmtime::Result<u64> {
+        Ok(types::millis_now())
+    }
+
+    fn random_bytes(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {
+        if len > MAX_RANDOM_REQUEST {
+            wasmtime::bail!("guest asked for {len} random bytes (limit {MAX_RANDOM_REQUEST})");
+        }
+        let mut buf = vec![0u8; len as usize];
+        getrandom::fill(&mut buf).map_err(|e| wasmtime::format_err!("OS random source failed: {e}"))?;
+        Ok(buf)
+    }
+}
+
+impl wit::Host for HostState {}
+
+/// One instance of the component in its own store.
+pub(crate) struct Guest {
+    store: Store<HostState>,
+    bindings: Keystate,
+    deadline_ticks: u64,
+    /// Set when a call trapped: the instance must not be used again.
+    pub(crate) broken: bool,
+}
+
+type Call<T> = wasmtime::Result<std::result::Result<T, wit::Error>>;
+
+impl Guest {
+    pub(crate) fn new(limits: Limits) -> Result<Guest> {
+        let rt = runtime()?;
+        let state = HostState {
+            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).trap_on_grow_failure(true).build(),
+        };
+        let mut store = Store::new(&rt.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let deadline_ticks = (limits.call_deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(deadline_ticks);
+        let bindings = rt
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot instantiate the keystate component: {e:#}")))?;
+        Ok(Guest { store, bindings, deadline_ticks, broken: false })
+    }
+
+    /// Run one call into the guest with a fresh deadline; a trap marks the
+    /// instance broken and becomes an `Internal` error.
+    fn run<T>(&mut self, f: impl FnOnce(&Keystate, &mut Store<HostState>) -> wasmtime::Result<T>) -> Result<T> {
+        if self.broken {
+            return Err(Error::new(ErrorKind::Internal, "the keystate component instance is broken"));
+        }
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        f(&self.bindings, &mut self.store).map_err(|e| {
+            self.broken = true;
+            let why = match e.downcast_ref::<wasmtime::Trap>() {
+                Some(wasmtime::Trap::Interrupt) => "it ran past its time limit".to_string(),
+                Some(trap) => format!("it trapped ({trap})"),
+                None => format!("{e:#}"),
+            };
+            Error::new(ErrorKind::Internal, format!("the keystate component failed: {why}; it is rebuilt from storage"))
+        })
+    }
+
+    /// A call whose result carries a guest error.
+    fn call<T>(&mut self, f: impl FnOnce(&Keystate, &mut Store<HostState>) -> Call<T>) -> Result<T> {
+        self.run(f)?.map_err(guest_error)
+    }
+
+    // ---- the exports, in host types ------------------------------------------------
+
+    pub(crate) fn create(&mut self, hmk: &wit::Secret, hmk_id: Option<&str>, kpk: &wit::Secret, kpk_id: Option<&str>) -> Result<wit::ChangeSet> {
+        self.call(|b, s| b.keystate_kms_keystore().call_create(s, hmk, hmk_id, kpk, kpk_id))
+    }
+
+    pub(crate) fn inspect_header(&mut self, header: &[u8]) -> Result<wit::HeaderInfo> {
+        self.call(|b, s| b.keystate_kms_keystore().call_inspect_header(s, header))
+    }
+
+    pub(crate) fn open(&mut self, header: &wit::Row, hmk: &wit::Secret, kpk: &wit::Secret) -> Result<()> {
+        self.call(|b, s| b.keystate_kms_keystore().call_open(s, header, hmk, kpk))
+    }
+
+    pub(crate) fn load(&mut self, rows: &[wit::Row], deleted: &[String]) -> Result<Vec<wit::RowFault>> {
+        self.call(|b, s| b.keystate_kms_keystore().call_load(s, rows, deleted))
+    }
+
+    pub(crate) fn create_group(&mut self, name: &str, cipher: Cipher, description: &str) -> Result<(GroupInfo, wit::ChangeSet)> {
+        let (g, c) = self.call(|b, s| b.keystate_kms_keystore().call_create_group(s, name, cipher_out(cipher), description))?;
+        Ok((group_in(g), c))
+    }
+
+    pub(crate) fn groups(&mut self) -> Result<Vec<GroupInfo>> {
+        Ok(self.run(|b, s| b.keystate_kms_keystore().call_groups(s))?.into_iter().map(group_in).collect())
+    }
+
+    pub(crate) fn group(&mut self, name: &str) -> Result<GroupInfo> {
+        self.call(|b, s| b.keystate_kms_keystore().call_group(s, name)).map(group_in)
+    }
+
+    pub(crate) fn modify_group(&mut self, name: &str, new_name: Option<&str>, description: Option<&str>) -> Result<(GroupInfo, wit::ChangeSet)> {
+        let (g, c) = self.call(|b, s| b.keystate_kms_keystore().call_modify_group(s, name, new_name, description))?;
+        Ok((group_in(g), c))
+    }
+
+    pub(crate) fn delete_group(&mut self, name: &str) -> Result<((), wit::ChangeSet)> {
+        Ok(((), self.call(|b, s| b.keystate_kms_keystore().call_delete_group(s, name))?))
+    }
+
+    pub(crate) fn create_key(&mut self, group: &str, name: &str, state: KeyState, passphrase: Option<&str>, description: &str) -> Result<(KeyInfo, wit::ChangeSet)> {
+        let (k, c) = self.call(|b, s| b.keystate_kms_keystore().call_create_key(s, group, name, state_out(state), passphrase, description))?;
+        Ok((key_in(k), c))
+    }
+
+    pub(crate) fn keys(&mut self, group: Option<&str>, state: Option<KeyState>) -> Result<Vec<KeyInfo>> {
+        let keys = self.call(|b, s| b.keystate_kms_keystore().call_keys(s, group, state.map(state_out)))?;
+        Ok(keys.into_iter().map(key_in).collect())
+    }
+
+    pub(crate) fn key(&mut self, group: &str, name: &str) -> Result<KeyInfo> {
+        self.call(|b, s| b.keystate_kms_keystore().call_key(s, group, name)).map(key_in)
+    }
+
+    pub(crate) fn key_by_tag(&mut self, tag: &str) -> Result<KeyInfo> {
+        self.call(|b, s| b.keystate_kms_keystore().call_key_by_tag(s, tag)).map(key_in)
+    }
+
+    pub(crate) fn set_state(&mut self, group: &str, name: &str, state: KeyState) -> Result<(KeyInfo, wit::ChangeSet)> {
+        let (k, c) = self.call(|b, s| b.keystate_kms_keystore().call_set_state(s, group, name, state_out(state)))?;
+        Ok((key_in(k), c))
+    }
+
+    pub(crate) fn modify_key(&mut self, group: &str, name: &str, new_name: Option<&str>, description: Option<&str>) -> Result<(KeyInfo, wit::ChangeSet)> {
+        let (k, c) = self.call(|b, s| b.keystate_kms_keystore().call_modify_key(s, group, name, new_name, description))?;
+        Ok((key_in(k), c))
+    }
+
+    pub(crate) fn delete_key(&mut self, group: &str, name: &str) -> Result<((), wit::ChangeSet)> {
+        Ok(((), self.call(|b, s| b.keystate_kms_keystore().call_delete_key(s, group, name))?))
+    }
+
+    pub(crate) fn recover_key(&mut self, group: &str, name: &str, tag: &str, passphrase: &str, state: KeyState) -> Result<(KeyInfo, wit::ChangeSet)> {
+        let (k, c) = self.call(|b, s| b.keystate_kms_keystore().call_recover_key(s, group, name, tag, passphrase, state_out(state)))?;
+        Ok((key_in(k), c))
+    }
+
+    pub(crate) fn quiesce(&mut self, on: bool) -> Result<((), wit::ChangeSet)> {
+        let c = if on {
+            self.call(|b, s| b.keystate_kms_keystore().call_quiesce(s))?
+        } else {
+            self.call(|b, s| b.keystate_kms_keystore().call_unquiesce(s))?
+        };
+        Ok(((), c))
+    }
+
+    pub(crate) fn stats(&mut self) -> Result<wit::KeystoreStats> {
+        self.run(|b, s| b.keystate_kms_keystore().call_stats(s))
+    }
+
+    pub(crate) fn encrypt(&mut self, group: &str, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        self.call(|b, s| b.keystate_kms_keystore().call_encrypt(s, group, plaintext, aad))
+    }
+
+    pub(crate) fn decrypt(&mut self, ciphertext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        self.call(|b, s| b.keystate_kms_keystore().call_decrypt(s, ciphertext, aad))
+    }
+
+    pub(crate) fn begin_encrypt(&mut self, group: &str, aad: &[u8], chunk_size: u32) -> Result<ResourceAny> {
+        self.call(|b, s| b.keystate_kms_keystore().call_begin_encrypt(s, group, aad, chunk_size))
+    }
+
+    pub(crate) fn begin_decrypt(&mut self, aad: &[u8]) -> Result<ResourceAny> {
+        self.run(|b, s| b.keystate_kms_keystore().call_begin_decrypt(s, aad))
+    }
+
+    /// Feed a stream (encryptor or decryptor); `last` finishes it and drops the resource.
+    pub(crate) fn stream(&mut self, handle: ResourceAny, encrypting: bool, data: &[u8], last: bool) -> Result<Vec<u8>> {
+        let mut out = if data.is_empty() && last {
+            Vec::new()
+        } else if encrypting {
+            self.call(|b, s| b.keystate_kms_keystore().encryptor().call_update(s, handle, data))?
+        } else {
+            self.call(|b, s| b.keystate_kms_keystore().decryptor().call_update(s, handle, data))?
+        };
+        if last {
+            let rest = if encrypting {
+                self.call(|b, s| b.keystate_kms_keystore().encryptor().call_finish(s, handle))
+            } else {
+                self.call(|b, s| b.keystate_kms_keystore().decryptor().call_finish(s, handle))
+            };
+            self.drop_stream(handle);
+            out.extend(rest?);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn drop_stream(&mut self, handle: ResourceAny) {
+        if !self.broken {
+            let _ = self.run(|_, s| handle.resource_drop(s));
+        }
+    }
+
+    pub(crate) fn can_transition(&mut self, from: KeyState, to: KeyState) -> Result<bool> {
+        self.run(|b, s| b.keystate_kms_policy().call_can_transition(s, state_out(from), state_out(to)))
+    }
+
+    pub(crate) fn allowed_operations(&mut self, state: KeyState) -> Result<Vec<Operation>> {
+        let ops = self.run(|b, s| b.keystate_kms_policy().call_allowed_operations(s, state_out(state)))?;
+        Ok(ops
+            .into_iter()
+            .map(|op| match op {
+                wit::Operation::Encrypt => Operation::Encrypt,
+                wit::Operation::Decrypt => Operation::Decrypt,
+                wit::Operation::Delete => Operation::Delete,
+            })
+            .collect())
+    }
+}
+
+fn guest_error(e: wit::Error) -> Error {
+    use wit::Error as E;
+    let (kind, message) = match e {
+        E::NotFound(m) => (ErrorKind::NotFound, m),
+        E::AlreadyExists(m) => (ErrorKind::AlreadyExists, m),
+        E::InvalidTransition(m) => (ErrorKind::InvalidTransition, m),
+        E::KeyUnusable(m) => (ErrorKind::KeyUnusable, m),
+        E::NotDeletable(m) => (ErrorKind::NotDeletable, m),
+        E::WrongPassphrase(m) => (ErrorKind::WrongPassphrase, m),
+        E::Integrity(m) => (ErrorKind::Integrity, m),
+        E::Quiesced(m) => (ErrorKind::Quiesced, m),
+        E::InvalidArgument(m) => (ErrorKind::InvalidArgument, m),
+    };
+    Error::new(kind, message)
+}
+
+fn state_out(s: KeyState) -> wit::KeyState {
+    match s {
+        KeyState::Prelive => wit::KeyState::Prelive,
+        KeyState::Active => wit::KeyState::Active,
+        KeyState::Inactive => wit::KeyState::Inactive,
+        KeyState::Deprecated => wit::KeyState::Deprecated,
+        KeyState::Terminated => wit::KeyState::Terminated,
+    }
+}
+
+fn state_in(s: wit::KeyState) -> KeyState {
+    match s {
+        wit::KeyState::Prelive => KeyState::Prelive,
+        wit::KeyState::Active => KeyState::Active,
+        wit::KeyState::Inactive => KeyState::Inactive,
+        wit::KeyState::Deprecated => KeyState::Deprecated,
+        wit::KeyState::Terminated => KeyState::Terminated,
+    }
+}
+
+fn cipher_out(c: Cipher) -> wit::Cipher {
+    match c {
+        Cipher::Aes256Gcm => wit::Cipher::Aes256Gcm,
+        Cipher::Aes128Gcm => wit::Cipher::Aes128Gcm,
+    }
+}
+
+fn cipher_in(c: wit::Cipher) -> Cipher {
+    match c {
+        wit::Cipher::Aes256Gcm => Cipher::Aes256Gcm,
+        wit::Cipher::Aes128Gcm => Cipher::Aes128Gcm,
+    }
+}
+
+fn group_in(g: wit::GroupInfo) -> GroupInfo {
+    GroupInfo {
+        tag: g.tag,
+        name: g.name,
+        cipher: cipher_in(g.cipher),
+        description: g.description,
+        created: types::time_from_millis(g.created),
+        modified: types::time_from_millis(g.modified),
+        active_key: g.active_key,
+    }
+}
+
+fn key_in(k: wit::KeyInfo) -> KeyInfo {
+    KeyInfo {
+        tag: k.tag,
+        name: k.name,
+        group: k.group,
+        state: state_in(k.state),
+        description: k.description,
+        created: types::time_from_millis(k.created),
+        modified: types::time_from_millis(k.modified),
+        recoverable: k.recoverable,
+    }
+}
+
+/// The import names of the built component, e.g. `keystate:kms/host@0.1.0`.
+pub fn component_imports() -> Result<Vec<String>> {
+    let rt = runtime()?;
+    let component = load_component(&rt.engine).map_err(|e| Error::new(ErrorKind::Internal, format!("{e:#}")))?;
+    Ok(component.component_type().imports(&rt.engine).map(|(name, _)| name.to_string()).collect())
+}

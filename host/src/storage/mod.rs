@@ -1,0 +1,59 @@
+//! Where rows live. The host stores the component's rows verbatim; a backend
+//! persists change sets atomically with compare-and-swap on row versions and
+//! tells a process cheaply which rows others changed since it last looked.
+
+pub(crate) mod sqlite;
+
+pub use sqlite::Sqlite;
+
+use crate::error::Result;
+
+/// A stored row, as the component sealed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    pub id: String,
+    pub version: u64,
+    pub body: Vec<u8>,
+}
+
+/// Rows changed in storage since a sequence number.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub rows: Vec<Row>,
+    pub deleted: Vec<String>,
+    /// The sequence number these changes bring a reader up to.
+    pub seq: u64,
+}
+
+/// One mutation's rows. Upserts carry their new version (storage must hold
+/// `version - 1`, or nothing when it is 1); deletes the version they remove.
+#[derive(Debug, Default)]
+pub struct ChangeSet {
+    pub upserts: Vec<Row>,
+    pub deletes: Vec<(String, u64)>,
+}
+
+/// A storage backend for one keystore.
+pub trait Backend: Send {
+    /// Every live row and the sequence number they are current to.
+    fn load_all(&mut self) -> Result<Changes>;
+
+    /// Rows changed by others since `seq`, or `None` when nothing changed
+    /// (this check must be cheap: it runs before every operation).
+    fn changes_since(&mut self, seq: u64) -> Result<Option<Changes>>;
+
+    /// Start a write: excludes every other writer until commit or rollback.
+    fn begin_write(&mut self) -> Result<()>;
+
+    /// Apply a change set inside the write; a version mismatch is `Integrity`
+    /// (some other writer got there first). Returns the new sequence number.
+    fn apply(&mut self, changes: &ChangeSet) -> Result<u64>;
+
+    /// Make the write durable; only then is a mutation acknowledged.
+    fn commit(&mut self) -> Result<()>;
+
+    fn rollback(&mut self);
+
+    /// Where this keystore lives, for messages and stats.
+    fn location(&self) -> String;
+}
