@@ -15,8 +15,16 @@ use crate::error::{Error, ErrorKind, Result};
 /// `PRAGMA application_id`: "KSTA". Marks a file as a keystate keystore.
 const APPLICATION_ID: i64 = 0x4b53_5441;
 const SCHEMA_VERSION: i64 = 1;
-/// How long a writer waits for another process's write to finish.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a writer waits for another process's write to finish, polling
+/// every millisecond. SQLite's own busy timeout backs off up to 100 ms between
+/// tries, so a busy writer can starve the others; a short steady poll is fair.
+const BUSY_WAIT: Duration = Duration::from_secs(30);
+const BUSY_POLL: Duration = Duration::from_millis(1);
+
+fn busy_handler(attempt: i32) -> bool {
+    std::thread::sleep(BUSY_POLL);
+    (attempt as u128) < BUSY_WAIT.as_millis() / BUSY_POLL.as_millis()
+}
 
 pub struct Sqlite {
     conn: Connection,
@@ -89,9 +97,9 @@ impl Sqlite {
     }
 
     fn connect(path: &Path, flags: OpenFlags) -> Result<Sqlite> {
-        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        let mut conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(|e| sql_error(path, "opening", e))?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| sql_error(path, "configuring", e))?;
+        conn.busy_handler(Some(busy_handler)).map_err(|e| sql_error(path, "configuring", e))?;
         if !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
             // WAL lets readers go on while one process writes; FULL syncs the WAL
             // on every commit, so an acknowledged mutation survives a power cut.
@@ -125,12 +133,20 @@ impl Sqlite {
         let mut changes = Changes::default();
         let mut rows = stmt.query([seq as i64]).map_err(self.err("reading rows"))?;
         while let Some(r) = rows.next().map_err(self.err("reading rows"))? {
+            use rusqlite::types::ValueRef;
             let id: String = r.get(0).map_err(self.err("reading a row id"))?;
-            let version: i64 = r.get(1).map_err(self.err("reading a row version"))?;
-            match r.get::<_, Option<Vec<u8>>>(2).map_err(self.err("reading a row"))? {
-                Some(body) => changes.rows.push(Row { id, version: version as u64, body }),
-                None if seq > 0 => changes.deleted.push(id),
-                None => {}
+            // A row mangled in the database (wrong column types) is handed to
+            // the component as it is, which reports it as corrupt: one bad row
+            // must not make the whole keystore unreadable.
+            let version = match r.get_ref(1).map_err(self.err("reading a row version"))? {
+                ValueRef::Integer(v) => v as u64,
+                _ => 0,
+            };
+            match r.get_ref(2).map_err(self.err("reading a row"))? {
+                ValueRef::Null if seq > 0 => changes.deleted.push(id),
+                ValueRef::Null => {}
+                ValueRef::Blob(b) | ValueRef::Text(b) => changes.rows.push(Row { id, version, body: b.to_vec() }),
+                ValueRef::Integer(_) | ValueRef::Real(_) => changes.rows.push(Row { id, version, body: Vec::new() }),
             }
         }
         Ok(changes)

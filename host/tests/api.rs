@@ -1,0 +1,436 @@
+//! The rule book through the real component and SQLite, as a Rust user sees it.
+
+mod common;
+
+use common::{key_in, kind, Scratch};
+use keystate::{
+    allowed_operations, can_transition, Cipher, CreateOptions, ErrorKind, KeyState, Keystore, Limits, OpenOptions,
+    Operation,
+};
+use KeyState::*;
+
+#[test]
+fn the_component_imports_nothing_but_its_host_interface() {
+    let imports = keystate::component_imports().unwrap();
+    assert!(!imports.is_empty());
+    for name in &imports {
+        assert!(!name.starts_with("wasi:"), "the component imports {name}");
+        assert!(name.starts_with("keystate:kms/"), "unexpected import {name}");
+    }
+}
+
+#[test]
+fn every_transition_pair_through_the_host() {
+    let s = Scratch::new();
+    let (_, ks) = s.keystore();
+    for (i, from) in KeyState::ALL.into_iter().enumerate() {
+        for (j, to) in KeyState::ALL.into_iter().enumerate() {
+            let group = format!("g{i}{j}");
+            key_in(&ks, &group, "k", from);
+            let allowed = can_transition(from, to).unwrap();
+            match ks.set_state(&group, "k", to) {
+                Ok(info) => {
+                    assert!(allowed, "{from} -> {to} was allowed");
+                    assert_eq!(info.state, to);
+                }
+                Err(e) => {
+                    assert!(!allowed, "{from} -> {to} was refused: {e}");
+                    assert_eq!(e.kind(), ErrorKind::InvalidTransition);
+                    assert!(e.message().contains(from.as_str()) && e.message().contains(to.as_str()), "{e}");
+                    assert_eq!(ks.key(&group, "k").unwrap().state, from);
+                }
+            }
+        }
+    }
+    // The table itself, as the rule book writes it.
+    let moves: Vec<(KeyState, KeyState)> = KeyState::ALL
+        .into_iter()
+        .flat_map(|a| KeyState::ALL.into_iter().map(move |b| (a, b)))
+        .filter(|&(a, b)| a != b && can_transition(a, b).unwrap())
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            (Prelive, Active),
+            (Active, Inactive),
+            (Inactive, Active),
+            (Inactive, Deprecated),
+            (Deprecated, Inactive),
+            (Deprecated, Terminated),
+            (Terminated, Deprecated)
+        ]
+    );
+}
+
+#[test]
+fn create_in_each_state() {
+    let s = Scratch::new();
+    let (_, ks) = s.keystore();
+    ks.create_group("g", Cipher::Aes256Gcm, "").unwrap();
+    for state in KeyState::ALL {
+        let r = ks.create_key("g", state.as_str(), state, None, "");
+        if matches!(state, Prelive | Active) {
+            assert_eq!(r.unwrap().state, state);
+        } else {
+            let e = r.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidTransition);
+            assert!(e.message().contains(state.as_str()), "{e}");
+        }
+    }
+    assert_eq!(ks.keys(Some("g"), None).unwrap().len(), 2);
+}
+
+#[test]
+fn every_state_and_operation_through_the_host() {
+    let s = Scratch::new();
+    let (_, ks) = s.keystore();
+    let expected = [
+        (Prelive, vec![Operation::Delete]),
+        (Active, vec![Operation::Encrypt, Operation::Decrypt]),
+        (Inactive, vec![Operation::Decrypt]),
+        (Deprecated, vec![]),
+        (Terminated, vec![Operation::Delete]),
+    ];
+    for (state, ops) in expected {
+        assert_eq!(allowed_operations(state).unwrap(), ops, "{state}");
+        let group = format!("use-{state}");
+        // Data made while the key was active (a prelive key never made any).
+        key_in(&ks, &group, "k", if state == Prelive { Prelive } else { Active });
+        let sealed = (state != Prelive).then(|| ks.encrypt(&group, b"payload", b"").unwrap());
+        let walk: &[KeyState] = match state {
+            Inactive => &[Inactive],
+            Deprecated => &[Inactive, Deprecated],
+            Terminated => &[Inactive, Deprecated, Terminated],
+            _ => &[],
+        };
+        for &st in walk {
+            ks.set_state(&group, "k", st).unwrap();
+        }
+        let enc = ks.encrypt(&group, b"x", b"");
+        assert_eq!(enc.is_ok(), ops.contains(&Operation::Encrypt), "encrypt with {state}");
+        if let Some(sealed) = sealed {
+            match ks.decrypt(&sealed, b"") {
+                Ok(p) => {
+                    assert!(ops.contains(&Operation::Decrypt), "decrypt with {state}");
+                    assert_eq!(p, b"payload");
+                }
+                Err(e) => {
+                    assert!(!ops.contains(&Operation::Decrypt));
+                    assert_eq!(e.kind(), ErrorKind::KeyUnusable);
+                    assert!(e.message().contains(state.as_str()) && e.message().contains("decrypt"), "{e}");
+                }
+            }
+        }
+        let del = ks.delete_key(&group, "k");
+        assert_eq!(del.is_ok(), ops.contains(&Operation::Delete), "delete {state}");
+        if let Err(e) = del {
+            assert_eq!(e.kind(), ErrorKind::NotDeletable);
+        }
+    }
+}
+
+#[test]
+fn the_bump_holds_after_reopen() {
+    let s = Scratch::new();
+    let (path, ks) = s.keystore();
+    ks.create_group("g", Cipher::Aes256Gcm, "").unwrap();
+    ks.create_key("g", "k1", Active, None, "").unwrap();
+    ks.create_key("g", "k2", Prelive, None, "").unwrap();
+    ks.set_state("g", "k2", Active).unwrap();
+    assert_eq!(ks.key("g", "k1").unwrap().state, Inactive);
+    drop(ks);
+    let ks = Keystore::open(&path, None, None).unwrap();
+    let active = ks.keys(Some("g"), Some(Active)).unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].name, "k2");
+    assert_eq!(ks.key("g", "k1").unwrap().state, Inactive);
+    assert_eq!(ks.group("g").unwrap().active_key.as_deref(), Some("k2"));
+}
+
+#[test]
+fn recover_through_the_host() {
+    let s = Scratch::new();
+    let (path, ks) = s.keystore();
+    ks.create_group("g", Cipher::Aes128Gcm, "").unwrap();
+    let key = ks.create_key("g", "pp", Active, Some("offsite tape"), "").unwrap();
+    let sealed = ks.encrypt("g", b"before deletion", b"aad").unwrap();
+    for st in [Inactive, Deprecated, Terminated] {
+        ks.set_state("g", "pp", st).unwrap();
+    }
+    ks.delete_key("g", "pp").unwrap();
+    assert_eq!(kind(ks.decrypt(&sealed, b"aad")), ErrorKind::NotFound);
+    assert_eq!(kind(ks.recover_key("g", "pp", &key.tag, "offsite tapE", Inactive)), ErrorKind::WrongPassphrase);
+    let back = ks.recover_key("g", "pp", &key.tag, "offsite tape", Inactive).unwrap();
+    assert_eq!((back.tag.as_str(), back.state), (key.tag.as_str(), Inactive));
+    drop(ks);
+    let ks = Keystore::open(&path, None, None).unwrap();
+    assert_eq!(ks.decrypt(&sealed, b"aad").unwrap(), b"before deletion");
+    assert_eq!(ks.key_by_tag(&key.tag).unwrap().name, "pp");
+
+    // A random key cannot come back.
+    ks.create_key("g", "rnd", Prelive, None, "").unwrap();
+    let rnd = ks.key("g", "rnd").unwrap();
+    assert!(!rnd.recoverable);
+    ks.delete_key("g", "rnd").unwrap();
+    assert_eq!(kind(ks.recover_key("g", "rnd", &rnd.tag, "", Inactive)), ErrorKind::WrongPassphrase);
+}
+
+#[test]
+fn reopen_after_every_kind_of_mutation() {
+    let s = Scratch::new();
+    let (path, ks) = s.keystore();
+    let same = |ks: &Keystore| {
+        let other = Keystore::open(&path, None, None).unwrap();
+        assert_eq!(other.groups().unwrap(), ks.groups().unwrap());
+        assert_eq!(other.keys(None, None).unwrap(), ks.keys(None, None).unwrap());
+        assert_eq!(other.stats().unwrap(), ks.stats().unwrap());
+    };
+    ks.create_group("g", Cipher::Aes256Gcm, "first").unwrap();
+    same(&ks);
+    ks.modify_group("g", Some("g2"), Some("renamed")).unwrap();
+    same(&ks);
+    ks.create_key("g2", "a", Active, None, "").unwrap();
+    same(&ks);
+    ks.create_key("g2", "b", Prelive, Some("pp"), "").unwrap();
+    same(&ks);
+    ks.set_state("g2", "b", Active).unwrap();
+    same(&ks);
+    ks.modify_key("g2", "a", Some("a2"), Some("old")).unwrap();
+    same(&ks);
+    ks.set_state("g2", "a2", Deprecated).unwrap();
+    ks.set_state("g2", "a2", Terminated).unwrap();
+    same(&ks);
+    ks.delete_key("g2", "a2").unwrap();
+    same(&ks);
+    ks.create_group("empty", Cipher::Aes256Gcm, "").unwrap();
+    ks.delete_group("empty").unwrap();
+    same(&ks);
+    ks.quiesce().unwrap();
+    same(&ks);
+    ks.unquiesce().unwrap();
+    same(&ks);
+}
+
+#[test]
+fn passphrase_keystore_and_wrong_passphrases() {
+    let s = Scratch::new();
+    let path = s.path("pp.db");
+    let options = CreateOptions {
+        hmk_passphrase: Some("hmk words"),
+        kpk_passphrase: Some("kpk words"),
+        hmk_id: Some("hmk-prod-1"),
+        ..Default::default()
+    };
+    let ks = Keystore::create_with(&path, options).unwrap();
+    ks.create_group("g", Cipher::Aes256Gcm, "").unwrap();
+    drop(ks);
+    assert!(!s.path("pp.db.hmk").exists(), "no key file for a pass phrase HMK");
+    assert_eq!(kind(Keystore::open(&path, Some("hmk wordz"), Some("kpk words"))), ErrorKind::WrongPassphrase);
+    assert_eq!(kind(Keystore::open(&path, Some("hmk words"), Some("kpk wordz"))), ErrorKind::WrongPassphrase);
+    assert_eq!(kind(Keystore::open(&path, None, Some("kpk words"))), ErrorKind::InvalidArgument);
+    let ks = Keystore::open(&path, Some("hmk words"), Some("kpk words")).unwrap();
+    assert_eq!(ks.stats().unwrap().hmk_id, "hmk-prod-1");
+    assert_eq!(ks.groups().unwrap().len(), 1);
+}
+
+#[test]
+fn key_files_are_private_and_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    let (path, ks) = s.keystore();
+    drop(ks);
+    for file in ["keys.db", "keys.db.hmk", "keys.db.kpk"] {
+        let mode = std::fs::metadata(s.path(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
+    // Another keystore's key file is a wrong key, not corruption.
+    let other = s.path("other.db");
+    drop(Keystore::create(&other, None, None).unwrap());
+    std::fs::copy(s.path("other.db.kpk"), s.path("keys.db.kpk")).unwrap();
+    assert_eq!(kind(Keystore::open(&path, None, None)), ErrorKind::WrongPassphrase);
+    std::fs::write(s.path("keys.db.kpk"), "not hex\n").unwrap();
+    assert_eq!(kind(Keystore::open(&path, None, None)), ErrorKind::Integrity);
+    std::fs::remove_file(s.path("keys.db.kpk")).unwrap();
+    assert_eq!(kind(Keystore::open(&path, None, None)), ErrorKind::NotFound);
+}
+
+#[test]
+fn missing_existing_and_garbage_keystores() {
+    let s = Scratch::new();
+    assert_eq!(kind(Keystore::open(s.path("none.db"), None, None)), ErrorKind::NotFound);
+    let (path, ks) = s.keystore();
+    drop(ks);
+    assert_eq!(kind(Keystore::create(&path, None, None)), ErrorKind::AlreadyExists);
+    let garbage = s.path("garbage.db");
+    std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
+    std::fs::write(s.path("garbage.db.hmk"), "00".repeat(32)).unwrap();
+    let e = Keystore::open(&garbage, None, None).map(|_| ()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
+    // Other SQLite files are not keystores either.
+    let foreign = s.path("foreign.db");
+    rusqlite::Connection::open(&foreign).unwrap().execute_batch("CREATE TABLE t(x)").unwrap();
+    assert_eq!(kind(Keystore::open(&foreign, None, None)), ErrorKind::Integrity);
+}
+
+#[test]
+fn a_tampered_row_is_integrity_and_the_rest_stays_usable() {
+    let s = Scratch::new();
+    let (path, ks) = s.keystore();
+    key_in(&ks, "g", "k", Active);
+    key_in(&ks, "h", "k", Active);
+    key_in(&ks, "x", "k", Prelive);
+    let x_tag = ks.key("x", "k").unwrap().tag;
+    let g_data = ks.encrypt("g", b"g", b"").unwrap();
+    let h_data = ks.encrypt("h", b"h", b"").unwrap();
+    let g_tag = ks.key("g", "k").unwrap().tag;
+    drop(ks);
+
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE rows SET body = CAST(substr(body, 1, 20) || x'ff' || substr(body, 22) AS BLOB) WHERE id LIKE ?1",
+            [format!("k:%:{g_tag}")],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    // A row mangled into the wrong column type is a corrupt row too, not an unreadable keystore.
+    let changed = db.execute("UPDATE rows SET body = 'garbage' WHERE id LIKE ?1", [format!("k:%:{x_tag}")]).unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+
+    let ks = Keystore::open(&path, None, None).unwrap();
+    let faults = ks.faults().unwrap();
+    assert_eq!(faults.len(), 2);
+    assert!(faults.iter().any(|f| f.id.ends_with(&g_tag)), "{faults:?}");
+    assert!(faults.iter().any(|f| f.id.ends_with(&x_tag)), "{faults:?}");
+    assert_eq!(ks.stats().unwrap().corrupt_rows, 2);
+    assert_eq!(kind(ks.decrypt(&g_data, b"")), ErrorKind::Integrity);
+    assert_eq!(kind(ks.key_by_tag(&g_tag)), ErrorKind::Integrity);
+    assert_eq!(ks.decrypt(&h_data, b"").unwrap(), b"h");
+    ks.create_key("h", "k2", Active, None, "").unwrap();
+    // No activation in the group whose active key may be the corrupt one.
+    ks.create_key("g", "k2", Prelive, None, "").unwrap();
+    assert_eq!(kind(ks.set_state("g", "k2", Active)), ErrorKind::Integrity);
+}
+
+#[test]
+fn quiesce_is_seen_by_every_handle() {
+    let s = Scratch::new();
+    let (path, a) = s.keystore();
+    key_in(&a, "g", "k", Active);
+    let b = Keystore::open(&path, None, None).unwrap();
+    a.quiesce().unwrap();
+    assert_eq!(kind(b.create_group("h", Cipher::Aes256Gcm, "")), ErrorKind::Quiesced);
+    assert_eq!(kind(b.set_state("g", "k", Inactive)), ErrorKind::Quiesced);
+    let sealed = b.encrypt("g", b"reads go on", b"").unwrap();
+    assert_eq!(a.decrypt(&sealed, b"").unwrap(), b"reads go on");
+    assert!(b.stats().unwrap().quiesced);
+    b.unquiesce().unwrap();
+    a.set_state("g", "k", Inactive).unwrap();
+}
+
+#[test]
+fn a_change_in_one_handle_is_seen_by_the_next_operation_of_another() {
+    let s = Scratch::new();
+    let (path, a) = s.keystore();
+    key_in(&a, "g", "k1", Active);
+    let b = Keystore::open(&path, None, None).unwrap();
+    b.encrypt("g", b"ok", b"").unwrap();
+    a.set_state("g", "k1", Inactive).unwrap();
+    a.set_state("g", "k1", Deprecated).unwrap();
+    assert_eq!(kind(b.encrypt("g", b"refused", b"")), ErrorKind::KeyUnusable);
+    a.create_key("g", "k2", Active, None, "").unwrap();
+    assert_eq!(b.group("g").unwrap().active_key.as_deref(), Some("k2"));
+    // b activates k1's successor path without seeing stale state.
+    b.set_state("g", "k1", Inactive).unwrap();
+    b.set_state("g", "k1", Active).unwrap();
+    assert_eq!(a.key("g", "k2").unwrap().state, Inactive);
+    assert_eq!(a.keys(Some("g"), Some(Active)).unwrap().len(), 1);
+    b.set_state("g", "k1", Inactive).unwrap();
+    b.set_state("g", "k1", Deprecated).unwrap();
+    b.set_state("g", "k1", Terminated).unwrap();
+    b.delete_key("g", "k1").unwrap();
+    assert_eq!(kind(a.key("g", "k1")), ErrorKind::NotFound);
+}
+
+#[test]
+fn files_round_trip_and_tampering_leaves_no_output() {
+    let s = Scratch::new();
+    let (_, ks) = s.keystore();
+    key_in(&ks, "g", "k", Active);
+    let src = s.path("plain.bin");
+    let data: Vec<u8> = (0..3_000_017u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&src, &data).unwrap();
+    let enc = s.path("plain.bin.ks");
+    ks.encrypt_file("g", &src, &enc, b"img").unwrap();
+    let dec = s.path("plain.out");
+    ks.decrypt_file(&enc, &dec, b"img").unwrap();
+    assert_eq!(std::fs::read(&dec).unwrap(), data);
+
+    // One-shot and streaming produce interchangeable data.
+    let small = ks.encrypt("g", &data[..1000], b"").unwrap();
+    let mut out = Vec::new();
+    ks.decrypt_stream(&mut &small[..], &mut out, b"", &mut |_| {}).unwrap();
+    assert_eq!(out, &data[..1000]);
+
+    let mut sealed = std::fs::read(&enc).unwrap();
+    let mid = sealed.len() / 2;
+    sealed[mid] ^= 1;
+    std::fs::write(&enc, &sealed).unwrap();
+    let dec2 = s.path("tampered.out");
+    assert_eq!(kind(ks.decrypt_file(&enc, &dec2, b"img")), ErrorKind::Integrity);
+    assert!(!dec2.exists(), "no partial plaintext is left behind");
+    sealed[mid] ^= 1;
+    sealed.truncate(sealed.len() - 100);
+    std::fs::write(&enc, &sealed).unwrap();
+    assert_eq!(kind(ks.decrypt_file(&enc, &dec2, b"img")), ErrorKind::Integrity);
+    assert!(!dec2.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(kind(ks.decrypt(&[], b"")), ErrorKind::Integrity);
+}
+
+#[test]
+fn a_guest_that_hits_its_memory_cap_is_an_error_and_is_rebuilt() {
+    let s = Scratch::new();
+    let path = s.path("small.db");
+    let limits = Limits { memory_bytes: 8 << 20, ..Limits::default() };
+    let ks = Keystore::create_with(&path, CreateOptions { limits, ..Default::default() }).unwrap();
+    key_in(&ks, "g", "k", Active);
+    // Argon2id needs 19 MiB: more than this sandbox may have.
+    let e = ks.create_key("g", "pp", Prelive, Some("words"), "").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Internal, "{e}");
+    // Rebuilt from storage: what was committed is there, the failed call is not.
+    let keys: Vec<String> = ks.keys(None, None).unwrap().into_iter().map(|k| k.name).collect();
+    assert_eq!(keys, ["k"]);
+    ks.create_key("g", "k2", Prelive, None, "").unwrap();
+    drop(ks);
+    let ks = Keystore::open_with(&path, OpenOptions { limits, ..Default::default() }).unwrap();
+    assert_eq!(ks.keys(None, None).unwrap().len(), 2);
+}
+
+#[test]
+fn a_guest_past_its_deadline_is_an_error_and_is_rebuilt() {
+    let s = Scratch::new();
+    let (path, ks) = s.keystore();
+    key_in(&ks, "g", "k", Active);
+    drop(ks);
+    let limits = Limits { call_deadline: std::time::Duration::from_millis(1), ..Limits::default() };
+    let ks = Keystore::open_with(&path, OpenOptions { limits, ..Default::default() });
+    // Even opening may run out of time on a slow machine; both are the same kind.
+    match ks {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::Internal, "{e}"),
+        Ok(ks) => {
+            // Argon2id takes far longer than one epoch tick.
+            let e = ks.create_key("g", "pp", Prelive, Some("words"), "").unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Internal, "{e}");
+            assert!(e.message().contains("time limit"), "{e}");
+        }
+    }
+    let ks = Keystore::open(&path, None, None).unwrap();
+    assert_eq!(ks.keys(None, None).unwrap().len(), 1);
+}
