@@ -152,22 +152,7 @@ impl Keystore {
         let mut faults = Vec::new();
         for row in rows {
             self.forget(&row.id);
-            let result = match RowId::parse(&row.id) {
-                Some(RowId::Header) => self.sealer.verify_header(&row.body, row.version).map(|header| {
-                    self.header = header;
-                    self.header_version = row.version;
-                }),
-                Some(RowId::Group(tag)) => self.sealer.open_row(&row.id, row.version, &row.body).and_then(|rec| match rec {
-                    Record::Group(g) if g.tag == tag => Ok(self.insert_group(g, row.version)),
-                    _ => Err(Error::Integrity(format!("row {} does not hold that group", row.id))),
-                }),
-                Some(RowId::Key { group, key }) => self.sealer.open_row(&row.id, row.version, &row.body).and_then(|rec| match rec {
-                    Record::Key(k) if k.tag == key && k.group == group => Ok(self.insert_key(k, row.version)),
-                    _ => Err(Error::Integrity(format!("row {} does not hold that key", row.id))),
-                }),
-                None => Err(Error::Integrity(format!("row id {:?} is not a keystate row", row.id))),
-            };
-            if let Err(e) = result {
+            if let Err(e) = self.load_row(row) {
                 if row.id == HEADER_ID {
                     // Without a trustworthy header nothing can be trusted.
                     return Err(e);
@@ -177,6 +162,26 @@ impl Keystore {
             }
         }
         Ok(faults)
+    }
+
+    fn load_row(&mut self, row: &Row) -> Result<()> {
+        let wrong = || Error::Integrity(format!("row {} does not hold what its id names", row.id));
+        match RowId::parse(&row.id) {
+            Some(RowId::Header) => {
+                self.header = self.sealer.verify_header(&row.body, row.version)?;
+                self.header_version = row.version;
+            }
+            Some(RowId::Group(tag)) => match self.sealer.open_row(&row.id, row.version, &row.body)? {
+                Record::Group(g) if g.tag == tag => self.insert_group(g, row.version),
+                _ => return Err(wrong()),
+            },
+            Some(RowId::Key { group, key }) => match self.sealer.open_row(&row.id, row.version, &row.body)? {
+                Record::Key(k) if k.tag == key && k.group == group => self.insert_key(k, row.version),
+                _ => return Err(wrong()),
+            },
+            None => return Err(Error::Integrity(format!("row id {:?} is not a keystate row", row.id))),
+        }
+        Ok(())
     }
 
     // ---- groups -------------------------------------------------------------------

@@ -434,3 +434,91 @@ fn a_guest_past_its_deadline_is_an_error_and_is_rebuilt() {
     let ks = Keystore::open(&path, None, None).unwrap();
     assert_eq!(ks.keys(None, None).unwrap().len(), 1);
 }
+
+#[test]
+fn tampered_ciphertexts_are_integrity_through_the_host() {
+    let s = Scratch::new();
+    let (_, ks) = s.keystore();
+    key_in(&ks, "g", "k", Active);
+    // Three chunks of the default 64 KiB and a short final one.
+    let data: Vec<u8> = (0..(3 * 65536 + 1000)).map(|i| (i % 253) as u8).collect();
+    let sealed = ks.encrypt("g", &data, b"image-9").unwrap();
+    const HEADER: usize = 60;
+    const CHUNK: usize = 65536 + 16;
+    assert_eq!(sealed.len(), HEADER + 3 * CHUNK + 1000 + 16);
+    let integrity = |bytes: &[u8], aad: &[u8], what: &str| {
+        let e = ks.decrypt(bytes, aad).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Integrity, "{what}: {e}");
+    };
+    // Every header byte but the key tag (which names another key: not found).
+    for i in (0..HEADER).filter(|i| !(12..28).contains(i)) {
+        let mut t = sealed.clone();
+        t[i] ^= 0x01;
+        integrity(&t, b"image-9", &format!("header byte {i}"));
+    }
+    let mut t = sealed.clone();
+    t[20] ^= 0x01;
+    assert_eq!(kind(ks.decrypt(&t, b"image-9")), ErrorKind::NotFound);
+    // First, middle and last byte of every chunk, and every byte of every GCM tag.
+    let chunk_starts = [HEADER, HEADER + CHUNK, HEADER + 2 * CHUNK, HEADER + 3 * CHUNK];
+    for (n, &start) in chunk_starts.iter().enumerate() {
+        let end = if n == 3 { sealed.len() } else { start + CHUNK };
+        let mut positions = vec![start, (start + end) / 2];
+        positions.extend(end - 16..end);
+        for i in positions {
+            let mut t = sealed.clone();
+            t[i] ^= 0x80;
+            integrity(&t, b"image-9", &format!("chunk {n} byte {i}"));
+        }
+    }
+    integrity(&sealed, b"image-8", "wrong associated data");
+    integrity(&sealed, b"", "missing associated data");
+    integrity(&sealed[..sealed.len() - 1], b"image-9", "last byte cut");
+    integrity(&sealed[..HEADER + 2 * CHUNK], b"image-9", "cut at a chunk boundary");
+    integrity(&sealed[..HEADER], b"image-9", "header only");
+    integrity(&sealed[..30], b"image-9", "half a header");
+    let mut swapped = sealed[..HEADER].to_vec();
+    swapped.extend_from_slice(&sealed[HEADER + CHUNK..HEADER + 2 * CHUNK]);
+    swapped.extend_from_slice(&sealed[HEADER..HEADER + CHUNK]);
+    swapped.extend_from_slice(&sealed[HEADER + 2 * CHUNK..]);
+    integrity(&swapped, b"image-9", "two chunks swapped");
+    let mut dropped = sealed[..HEADER + CHUNK].to_vec();
+    dropped.extend_from_slice(&sealed[HEADER + 2 * CHUNK..]);
+    integrity(&dropped, b"image-9", "a chunk dropped");
+    let mut appended = sealed.clone();
+    appended.extend_from_slice(&[0u8; 17]);
+    integrity(&appended, b"image-9", "bytes appended");
+    assert_eq!(ks.decrypt(&sealed, b"image-9").unwrap(), data);
+}
+
+#[test]
+fn data_for_another_keystore_or_group() {
+    let s = Scratch::new();
+    let (_, a) = s.keystore();
+    key_in(&a, "g", "k", Active);
+    let other = Keystore::create(s.path("other.db"), None, None).unwrap();
+    key_in(&other, "g", "k", Active);
+    let sealed = a.encrypt("g", b"a's data", b"").unwrap();
+    assert_eq!(kind(other.decrypt(&sealed, b"")), ErrorKind::NotFound);
+}
+
+#[test]
+fn a_keystore_is_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Keystore>();
+    let s = Scratch::new();
+    let (_, ks) = s.keystore();
+    key_in(&ks, "g", "k", Active);
+    std::thread::scope(|scope| {
+        for t in 0..4u8 {
+            let ks = &ks;
+            scope.spawn(move || {
+                for i in 0..25u8 {
+                    let msg = [t, i];
+                    let sealed = ks.encrypt("g", &msg, &[t]).unwrap();
+                    assert_eq!(ks.decrypt(&sealed, &[t]).unwrap(), msg);
+                }
+            });
+        }
+    });
+}

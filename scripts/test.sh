@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Every test of keystate. Installs what it needs on a fresh machine:
+# the wasm32-unknown-unknown target the component is built for.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain: wasm32-unknown-unknown target"
+if command -v rustup >/dev/null; then
+    rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+fi
+
+if cargo fmt --version >/dev/null 2>&1; then
+    step "formatting"
+    cargo fmt --all -- --check
+fi
+
+step "Rust tests: guest (native), host through wasmtime + SQLite, CLI end to end"
+cargo test --workspace --locked
+
+step "the tour (README's first command)"
+bash scripts/tour.sh >/dev/null
+echo "tour: ok"
