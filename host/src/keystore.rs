@@ -48,6 +48,54 @@ pub struct OpenOptions<'a> {
     pub limits: Limits,
 }
 
+/// What a keystore's header says, readable without any key.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct KeystoreInfo {
+    pub path: String,
+    pub format_version: u32,
+    pub hmk: Protection,
+    pub kpk: Protection,
+    pub quiesced: bool,
+}
+
+/// How the HMK or KPK of a keystore is kept.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Protection {
+    pub id: String,
+    /// The key file holding a random key; `None` when the key comes from a pass phrase.
+    pub key_file: Option<PathBuf>,
+}
+
+impl Protection {
+    fn of(keystore: &Path, ext: &str, id: String, kind: wit::SecretKind) -> Protection {
+        let key_file = matches!(kind, wit::SecretKind::Raw).then(|| keyfile::path_for(keystore, ext));
+        Protection { id, key_file }
+    }
+
+    /// Does opening the keystore need this key's pass phrase?
+    pub fn needs_passphrase(&self) -> bool {
+        self.key_file.is_none()
+    }
+}
+
+/// Read a keystore's header: its HMK and KPK IDs, whether each comes from a
+/// pass phrase or a key file (and which), and whether it is quiesced.
+pub fn inspect(path: impl AsRef<Path>) -> Result<KeystoreInfo> {
+    let path = path.as_ref();
+    let mut backend = Sqlite::open(path)?;
+    let header = backend
+        .read_row("header")?
+        .ok_or_else(|| Error::new(ErrorKind::Integrity, format!("keystore {} has no header row", path.display())))?;
+    let info = policy(|g| g.inspect_header(&header.body))?;
+    Ok(KeystoreInfo {
+        path: path.display().to_string(),
+        format_version: info.format_version,
+        hmk: Protection::of(path, "hmk", info.hmk_id, info.hmk_kind),
+        kpk: Protection::of(path, "kpk", info.kpk_id, info.kpk_kind),
+        quiesced: info.quiesced,
+    })
+}
+
 /// A secret as kept by the host to rebuild the sandbox: zeroized on drop.
 enum Secret {
     Passphrase(Zeroizing<String>),
@@ -88,6 +136,7 @@ struct Inner {
     limits: Limits,
     /// Storage sequence number the guest is current to.
     seq: u64,
+    format_version: u32,
     faults: BTreeMap<String, String>,
 }
 
@@ -112,9 +161,10 @@ impl Keystore {
             let mut backend: Box<dyn Backend> = Box::new(Sqlite::create(path)?);
             written.push(path.to_path_buf());
             backend.begin_write()?;
+            let format_version = guest.inspect_header(&changes_header(&changes)?)?.format_version;
             let seq = backend.apply(&change_set(changes))?;
             backend.commit()?;
-            Ok(Inner { guest, backend, hmk, kpk, limits: options.limits, seq, faults: BTreeMap::new() })
+            Ok(Inner { guest, backend, hmk, kpk, limits: options.limits, seq, format_version, faults: BTreeMap::new() })
         })();
         match result {
             Ok(inner) => Ok(Keystore { inner: Mutex::new(inner) }),
@@ -145,7 +195,9 @@ impl Keystore {
         let info = guest.inspect_header(&header.body)?;
         let hmk = existing_secret(path, "hmk", "HMK", info.hmk_kind, options.hmk_passphrase)?;
         let kpk = existing_secret(path, "kpk", "KPK", info.kpk_kind, options.kpk_passphrase)?;
-        let mut inner = Inner { guest, backend, hmk, kpk, limits: options.limits, seq: 0, faults: BTreeMap::new() };
+        let format_version = info.format_version;
+        let mut inner =
+            Inner { guest, backend, hmk, kpk, limits: options.limits, seq: 0, format_version, faults: BTreeMap::new() };
         inner.start(snapshot)?;
         Ok(Keystore { inner: Mutex::new(inner) })
     }
@@ -295,7 +347,7 @@ impl Keystore {
             quiesced: s.quiesced,
             hmk_id: s.hmk_id,
             kpk_id: s.kpk_id,
-            format_version: 1,
+            format_version: inner.format_version,
             path: inner.backend.location(),
         })
     }
@@ -321,14 +373,15 @@ impl Keystore {
     }
 
     /// Encrypt a stream of any size in bounded memory; `progress` gets the
-    /// plaintext bytes read so far. Returns the number of plaintext bytes.
+    /// number of bytes read from `input` so far, as does the return value.
     pub fn encrypt_stream(&self, group: &str, input: &mut dyn Read, output: &mut dyn Write, aad: &[u8], progress: &mut dyn FnMut(u64)) -> Result<u64> {
         self.stream(input, output, progress, |g| g.begin_encrypt(group, aad, 0), true)
     }
 
     /// Decrypt a stream of any size in bounded memory. Plaintext is written as
     /// it is authenticated chunk by chunk; only a successful return proves the
-    /// data was complete, so on error discard what was written.
+    /// data was complete, so on error discard what was written. `progress`
+    /// and the return value count bytes read from `input` (ciphertext).
     pub fn decrypt_stream(&self, input: &mut dyn Read, output: &mut dyn Write, aad: &[u8], progress: &mut dyn FnMut(u64)) -> Result<u64> {
         self.stream(input, output, progress, |g| g.begin_decrypt(aad), false)
     }
@@ -421,6 +474,14 @@ fn header_row<'a>(rows: &'a [storage::Row], location: &str) -> Result<&'a storag
         .ok_or_else(|| Error::new(ErrorKind::Integrity, format!("keystore {location} has no header row")))
 }
 
+fn changes_header(c: &wit::ChangeSet) -> Result<Vec<u8>> {
+    c.upserts
+        .iter()
+        .find(|r| r.id == "header")
+        .map(|r| r.body.clone())
+        .ok_or_else(|| Error::new(ErrorKind::Internal, "the component made no header row"))
+}
+
 fn wit_row(r: impl std::borrow::Borrow<storage::Row>) -> wit::Row {
     let r = r.borrow();
     wit::Row { id: r.id.clone(), version: r.version, body: r.body.clone() }
@@ -477,30 +538,25 @@ fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
     Ok(filled)
 }
 
-/// Stream `src` into a temporary file beside `dst`, renamed into place only on success.
+/// Stream `src` into a temporary file beside `dst` (unique, mode 0600),
+/// renamed into place only on success.
 fn with_files(src: &Path, dst: &Path, run: impl FnOnce(&mut dyn Read, &mut dyn Write) -> Result<u64>) -> Result<u64> {
     let input = File::open(src).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::new(ErrorKind::NotFound, format!("no file {}", src.display())),
         _ => Error::storage(&format!("opening {}", src.display()), e),
     })?;
     let dir = dst.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.keystate-{}.tmp",
-        dst.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut out = std::io::BufWriter::new(storage::sqlite::create_private_file(&tmp)?);
-        let n = run(&mut BufReader::new(input), &mut out)?;
-        let file = out.into_inner().map_err(|e| Error::storage(&format!("writing {}", tmp.display()), e.error()))?;
-        file.sync_all().map_err(|e| Error::storage(&format!("syncing {}", tmp.display()), e))?;
-        std::fs::rename(&tmp, dst).map_err(|e| Error::storage(&format!("renaming to {}", dst.display()), e))?;
-        Ok(n)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let tmp = tempfile::Builder::new()
+        .prefix(".keystate-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::storage(&format!("creating a temporary file in {}", dir.display()), e))?;
+    let mut out = std::io::BufWriter::new(tmp);
+    let n = run(&mut BufReader::new(input), &mut out)?;
+    let tmp = out.into_inner().map_err(|e| Error::storage(&format!("writing {}", dst.display()), e.error()))?;
+    tmp.as_file().sync_all().map_err(|e| Error::storage(&format!("syncing {}", dst.display()), e))?;
+    tmp.persist(dst).map_err(|e| Error::storage(&format!("renaming into {}", dst.display()), e.error))?;
+    Ok(n)
 }
 
 /// The rules as pure functions, answered by a process-wide component instance.

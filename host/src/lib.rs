@@ -27,6 +27,8 @@ mod storage;
 mod types;
 
 pub use error::{Error, ErrorKind, Result};
-pub use keystore::{allowed_operations, can_transition, CreateOptions, Keystore, OpenOptions};
+pub use keystore::{
+    allowed_operations, can_transition, inspect, CreateOptions, Keystore, KeystoreInfo, OpenOptions, Protection,
+};
 pub use sandbox::{component_imports, Limits, COMPONENT};
 pub use types::{format_time, Cipher, GroupInfo, KeyInfo, KeyState, Operation, RowFault, Stats};

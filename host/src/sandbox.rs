@@ -52,6 +52,42 @@ const MAX_RANDOM_REQUEST: u32 = 1 << 16;
 struct Runtime {
     engine: Engine,
     pre: KeystatePre<HostState>,
+    ticker: Ticker,
+}
+
+/// Advances the engine's epoch every `EPOCH_TICK`, but only while some call
+/// is inside the guest: an idle process embedding keystate never wakes up.
+struct Ticker {
+    thread: std::thread::Thread,
+    calls_in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> std::io::Result<Ticker> {
+        use std::sync::atomic::Ordering;
+        let calls_in_flight = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let busy = calls_in_flight.clone();
+        let handle = std::thread::Builder::new().name("keystate-epoch".into()).spawn(move || loop {
+            if busy.load(Ordering::Acquire) == 0 {
+                std::thread::park();
+            } else {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })?;
+        Ok(Ticker { thread: handle.thread().clone(), calls_in_flight })
+    }
+
+    /// Count a call in while `f` runs.
+    fn during<T>(&self, f: impl FnOnce() -> T) -> T {
+        use std::sync::atomic::Ordering;
+        if self.calls_in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.thread.unpark();
+        }
+        let result = f();
+        self.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
+        result
+    }
 }
 
 /// The engine and the type-checked component, made once per process.
@@ -71,14 +107,8 @@ fn build_runtime() -> wasmtime::Result<Runtime> {
     let mut linker = Linker::new(&engine);
     Keystate::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     let pre = KeystatePre::new(linker.instantiate_pre(&component)?)?;
-    let ticker = engine.clone();
-    std::thread::Builder::new()
-        .name("keystate-epoch".into())
-        .spawn(move || loop {
-            std::thread::sleep(EPOCH_TICK);
-            ticker.increment_epoch();
-        })?;
-    Ok(Runtime { engine, pre })
+    let ticker = Ticker::start(engine.clone())?;
+    Ok(Runtime { engine, pre, ticker })
 }
 
 /// Compiling the component with Cranelift costs tens of milliseconds (much more
@@ -184,7 +214,8 @@ impl Guest {
             return Err(Error::new(ErrorKind::Internal, "the keystate component instance is broken"));
         }
         self.store.set_epoch_deadline(self.deadline_ticks);
-        f(&self.bindings, &mut self.store).map_err(|e| {
+        let ticker = &runtime()?.ticker;
+        ticker.during(|| f(&self.bindings, &mut self.store)).map_err(|e| {
             self.broken = true;
             let why = match e.downcast_ref::<wasmtime::Trap>() {
                 Some(wasmtime::Trap::Interrupt) => "it ran past its time limit".to_string(),

@@ -225,6 +225,9 @@ fn passphrase_keystore_and_wrong_passphrases() {
     ks.create_group("g", Cipher::Aes256Gcm, "").unwrap();
     drop(ks);
     assert!(!s.path("pp.db.hmk").exists(), "no key file for a pass phrase HMK");
+    let info = keystate::inspect(&path).unwrap();
+    assert_eq!((info.hmk.id.as_str(), info.hmk.needs_passphrase(), info.kpk.needs_passphrase()), ("hmk-prod-1", true, true));
+    assert_eq!(info.format_version, 1);
     assert_eq!(kind(Keystore::open(&path, Some("hmk wordz"), Some("kpk words"))), ErrorKind::WrongPassphrase);
     assert_eq!(kind(Keystore::open(&path, Some("hmk words"), Some("kpk wordz"))), ErrorKind::WrongPassphrase);
     assert_eq!(kind(Keystore::open(&path, None, Some("kpk words"))), ErrorKind::InvalidArgument);
@@ -238,7 +241,12 @@ fn key_files_are_private_and_checked() {
     use std::os::unix::fs::PermissionsExt;
     let s = Scratch::new();
     let (path, ks) = s.keystore();
+    ks.quiesce().unwrap();
     drop(ks);
+    let info = keystate::inspect(&path).unwrap();
+    assert_eq!(info.hmk.key_file.as_deref(), Some(s.path("keys.db.hmk").as_path()));
+    assert_eq!(info.kpk.key_file.as_deref(), Some(s.path("keys.db.kpk").as_path()));
+    assert!(info.quiesced && !info.hmk.needs_passphrase());
     for file in ["keys.db", "keys.db.hmk", "keys.db.kpk"] {
         let mode = std::fs::metadata(s.path(file)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{file}");

@@ -38,6 +38,9 @@ pub trait Backend: Send {
     /// Every live row and the sequence number they are current to.
     fn load_all(&mut self) -> Result<Changes>;
 
+    /// One live row, if it exists.
+    fn read_row(&mut self, id: &str) -> Result<Option<Row>>;
+
     /// Rows changed by others since `seq`, or `None` when nothing changed
     /// (this check must be cheap: it runs before every operation).
     fn changes_since(&mut self, seq: u64) -> Result<Option<Changes>>;

@@ -175,6 +175,16 @@ impl Backend for Sqlite {
         self.snapshot(0)
     }
 
+    fn read_row(&mut self, id: &str) -> Result<Option<Row>> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .query_row("SELECT version, body FROM rows WHERE id = ?1 AND body IS NOT NULL", [id], |r| {
+                Ok(Row { id: id.to_string(), version: r.get::<_, i64>(0)? as u64, body: r.get(1)? })
+            })
+            .optional()
+            .map_err(self.err("reading a row"))
+    }
+
     fn changes_since(&mut self, seq: u64) -> Result<Option<Changes>> {
         let dv = self.read_data_version()?;
         if dv == self.data_version {
