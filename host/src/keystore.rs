@@ -17,6 +17,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::atomic_file::write_atomically;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keyfile;
 use crate::sandbox::{wit, Guest, Limits};
@@ -538,25 +539,13 @@ fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
     Ok(filled)
 }
 
-/// Stream `src` into a temporary file beside `dst` (unique, mode 0600),
-/// renamed into place only on success.
+/// Stream `src` into `dst`, which appears only on success.
 fn with_files(src: &Path, dst: &Path, run: impl FnOnce(&mut dyn Read, &mut dyn Write) -> Result<u64>) -> Result<u64> {
     let input = File::open(src).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::new(ErrorKind::NotFound, format!("no file {}", src.display())),
         _ => Error::storage(&format!("opening {}", src.display()), e),
     })?;
-    let dir = dst.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".keystate-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| Error::storage(&format!("creating a temporary file in {}", dir.display()), e))?;
-    let mut out = std::io::BufWriter::new(tmp);
-    let n = run(&mut BufReader::new(input), &mut out)?;
-    let tmp = out.into_inner().map_err(|e| Error::storage(&format!("writing {}", dst.display()), e.error()))?;
-    tmp.as_file().sync_all().map_err(|e| Error::storage(&format!("syncing {}", dst.display()), e))?;
-    tmp.persist(dst).map_err(|e| Error::storage(&format!("renaming into {}", dst.display()), e.error))?;
-    Ok(n)
+    write_atomically(dst, |out| run(&mut BufReader::new(input), out))
 }
 
 /// The rules as pure functions, answered by a process-wide component instance.

@@ -19,6 +19,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod atomic_file;
 mod error;
 mod keyfile;
 mod keystore;
@@ -26,6 +27,7 @@ mod sandbox;
 mod storage;
 mod types;
 
+pub use atomic_file::write_atomically;
 pub use error::{Error, ErrorKind, Result};
 pub use keystore::{
     allowed_operations, can_transition, inspect, CreateOptions, Keystore, KeystoreInfo, OpenOptions, Protection,

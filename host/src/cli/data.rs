@@ -117,7 +117,7 @@ fn to_stdout(
     Ok(n)
 }
 
-/// Stream into a private temporary file beside `dst`; rename it into place on success only.
+/// Stream into `dst`, which appears only when the whole stream succeeded.
 fn to_file(
     input: &mut dyn Read,
     dst: &Path,
@@ -125,42 +125,10 @@ fn to_file(
     progress: &mut dyn FnMut(u64),
     written: &mut u64,
 ) -> Result<u64> {
-    let dir = dst
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = dst
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Dropped (and so deleted) on every early return below.
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".keystate.tmp")
-        .tempfile_in(dir)
-        .map_err(|e| io_error(e, "cannot write", dst))?;
-    let mut out = BufWriter::with_capacity(
-        1 << 16,
-        Counting {
-            inner: tmp,
-            count: written,
-        },
-    );
-    let n = stream(input, &mut out, progress)?;
-    let tmp = out
-        .into_inner()
-        .map_err(|e| io_error(e.into_error(), "writing", dst))?
-        .inner;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| io_error(e, "syncing", dst))?;
-    tmp.persist(dst)
-        .map_err(|e| io_error(e.error, "renaming the temporary file to", dst))?;
-    // Make the rename itself durable; a directory that cannot be synced is no error.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(n)
+    keystate::write_atomically(dst, |out| {
+        let mut counted = Counting { inner: out, count: written };
+        stream(input, &mut counted, progress)
+    })
 }
 
 fn progress_bar(len: u64) -> ProgressBar {
