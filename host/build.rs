@@ -17,9 +17,8 @@ fn main() {
 
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     // A separate target dir: the outer build holds the lock on its own.
-    let target_dir = env::var_os("KEYSTATE_GUEST_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| out_dir.join("guest-target"));
+    let target_dir =
+        env::var_os("KEYSTATE_GUEST_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| out_dir.join("guest-target"));
     let core = build_guest(root, &target_dir);
     let component = componentize(&core);
     let dest = out_dir.join("keystate.wasm");

@@ -46,7 +46,9 @@ thread_local! {
 fn with<R>(f: impl FnOnce(&mut Keystore) -> t::Result<R>) -> Result<R, w::Error> {
     KEYSTORE.with_borrow_mut(|ks| match ks {
         Some(ks) => f(ks).map_err(error),
-        None => Err(w::Error::InvalidArgument("no keystore is open in this instance: call create or open first".into())),
+        None => {
+            Err(w::Error::InvalidArgument("no keystore is open in this instance: call create or open first".into()))
+        }
     })
 }
 
@@ -149,11 +151,15 @@ fn changes_out(c: keystore::ChangeSet) -> w::ChangeSet {
     }
 }
 
-fn with_key(f: impl FnOnce(&mut Keystore) -> t::Result<(keystore::KeyInfo, keystore::ChangeSet)>) -> Result<(w::KeyInfo, w::ChangeSet), w::Error> {
+fn with_key(
+    f: impl FnOnce(&mut Keystore) -> t::Result<(keystore::KeyInfo, keystore::ChangeSet)>,
+) -> Result<(w::KeyInfo, w::ChangeSet), w::Error> {
     with(f).map(|(k, c)| (key_out(k), changes_out(c)))
 }
 
-fn with_group(f: impl FnOnce(&mut Keystore) -> t::Result<(keystore::GroupInfo, keystore::ChangeSet)>) -> Result<(w::GroupInfo, w::ChangeSet), w::Error> {
+fn with_group(
+    f: impl FnOnce(&mut Keystore) -> t::Result<(keystore::GroupInfo, keystore::ChangeSet)>,
+) -> Result<(w::GroupInfo, w::ChangeSet), w::Error> {
     with(f).map(|(g, c)| (group_out(g), changes_out(c)))
 }
 
@@ -178,8 +184,14 @@ impl wk::Guest for Component {
     type Encryptor = Encryptor;
     type Decryptor = Decryptor;
 
-    fn create(hmk: w::Secret, hmk_id: Option<String>, kpk: w::Secret, kpk_id: Option<String>) -> Result<w::ChangeSet, w::Error> {
-        let (ks, changes) = Keystore::create(Box::new(HostEnv), &secret_in(hmk), hmk_id, &secret_in(kpk), kpk_id).map_err(error)?;
+    fn create(
+        hmk: w::Secret,
+        hmk_id: Option<String>,
+        kpk: w::Secret,
+        kpk_id: Option<String>,
+    ) -> Result<w::ChangeSet, w::Error> {
+        let (ks, changes) =
+            Keystore::create(Box::new(HostEnv), &secret_in(hmk), hmk_id, &secret_in(kpk), kpk_id).map_err(error)?;
         KEYSTORE.set(Some(ks));
         Ok(changes_out(changes))
     }
@@ -208,7 +220,11 @@ impl wk::Guest for Component {
             .map(|faults| faults.into_iter().map(|f| w::RowFault { id: f.id, message: f.message }).collect())
     }
 
-    fn create_group(name: String, cipher: w::Cipher, description: String) -> Result<(w::GroupInfo, w::ChangeSet), w::Error> {
+    fn create_group(
+        name: String,
+        cipher: w::Cipher,
+        description: String,
+    ) -> Result<(w::GroupInfo, w::ChangeSet), w::Error> {
         with_group(|ks| ks.create_group(&name, cipher_in(cipher), &description))
     }
 
@@ -220,7 +236,11 @@ impl wk::Guest for Component {
         with(|ks| ks.group(&name)).map(group_out)
     }
 
-    fn modify_group(name: String, new_name: Option<String>, description: Option<String>) -> Result<(w::GroupInfo, w::ChangeSet), w::Error> {
+    fn modify_group(
+        name: String,
+        new_name: Option<String>,
+        description: Option<String>,
+    ) -> Result<(w::GroupInfo, w::ChangeSet), w::Error> {
         with_group(|ks| ks.modify_group(&name, new_name.as_deref(), description.as_deref()))
     }
 
@@ -228,9 +248,17 @@ impl wk::Guest for Component {
         with(|ks| ks.delete_group(&name)).map(changes_out)
     }
 
-    fn create_key(group: String, name: String, state: w::KeyState, passphrase: Option<String>, description: String) -> Result<(w::KeyInfo, w::ChangeSet), w::Error> {
+    fn create_key(
+        group: String,
+        name: String,
+        state: w::KeyState,
+        passphrase: Option<String>,
+        description: String,
+    ) -> Result<(w::KeyInfo, w::ChangeSet), w::Error> {
         let passphrase = passphrase.map(Zeroizing::new);
-        with_key(|ks| ks.create_key(&group, &name, state_in(state), passphrase.as_deref().map(|p| p.as_str()), &description))
+        with_key(|ks| {
+            ks.create_key(&group, &name, state_in(state), passphrase.as_deref().map(|p| p.as_str()), &description)
+        })
     }
 
     fn keys(group: Option<String>, state: Option<w::KeyState>) -> Result<Vec<w::KeyInfo>, w::Error> {
@@ -249,7 +277,12 @@ impl wk::Guest for Component {
         with_key(|ks| ks.set_state(&group, &name, state_in(state)))
     }
 
-    fn modify_key(group: String, name: String, new_name: Option<String>, description: Option<String>) -> Result<(w::KeyInfo, w::ChangeSet), w::Error> {
+    fn modify_key(
+        group: String,
+        name: String,
+        new_name: Option<String>,
+        description: Option<String>,
+    ) -> Result<(w::KeyInfo, w::ChangeSet), w::Error> {
         with_key(|ks| ks.modify_key(&group, &name, new_name.as_deref(), description.as_deref()))
     }
 
@@ -257,7 +290,13 @@ impl wk::Guest for Component {
         with(|ks| ks.delete_key(&group, &name)).map(changes_out)
     }
 
-    fn recover_key(group: String, name: String, tag: String, passphrase: String, state: w::KeyState) -> Result<(w::KeyInfo, w::ChangeSet), w::Error> {
+    fn recover_key(
+        group: String,
+        name: String,
+        tag: String,
+        passphrase: String,
+        state: w::KeyState,
+    ) -> Result<(w::KeyInfo, w::ChangeSet), w::Error> {
         let passphrase = Zeroizing::new(passphrase);
         with_key(|ks| ks.recover_key(&group, &name, &tag, &passphrase, state_in(state)))
     }

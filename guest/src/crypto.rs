@@ -34,9 +34,7 @@ pub fn derive_from_passphrase(passphrase: &str, salt: &[u8]) -> Result<Key32> {
 /// HKDF-SHA256 expansion of `ikm` for one purpose (`info`), no salt.
 pub fn subkey(ikm: &[u8], info: &[u8]) -> Key32 {
     let mut out = Zeroizing::new([0u8; 32]);
-    Hkdf::<Sha256>::new(None, ikm)
-        .expand(info, out.as_mut())
-        .expect("32 bytes is a valid HKDF-SHA256 length");
+    Hkdf::<Sha256>::new(None, ikm).expand(info, out.as_mut()).expect("32 bytes is a valid HKDF-SHA256 length");
     out
 }
 
@@ -99,10 +97,7 @@ pub fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u
         return None;
     }
     let (nonce, body) = sealed.split_at(12);
-    Aes256Gcm::new(key.into())
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad })
-        .ok()
-        .map(Zeroizing::new)
+    Aes256Gcm::new(key.into()).decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad }).ok().map(Zeroizing::new)
 }
 
 #[cfg(test)]

@@ -60,9 +60,7 @@ fn integrity(message: impl Into<String>) -> Error {
 }
 
 fn auth_failed(index: u64) -> Error {
-    integrity(format!(
-        "chunk {index} failed authentication: tampered, truncated, wrong key or wrong associated data"
-    ))
+    integrity(format!("chunk {index} failed authentication: tampered, truncated, wrong key or wrong associated data"))
 }
 
 /// The parsed 60-byte header.
@@ -102,9 +100,7 @@ impl Header {
         }
         let h = &bytes[..HEADER_LEN];
         if h[..OFF_VERSION] != MAGIC {
-            return Err(integrity(
-                "not keystate data: bad magic (expected \"KSTD\")",
-            ));
+            return Err(integrity("not keystate data: bad magic (expected \"KSTD\")"));
         }
         if h[OFF_VERSION] != VERSION {
             return Err(integrity(format!(
@@ -136,11 +132,7 @@ impl Header {
 /// (chunk size 0 means DEFAULT_CHUNK_SIZE); None if the chunk size is out of
 /// range or the plaintext needs more than 2^32 chunks.
 pub fn sealed_len(plaintext_len: u64, chunk_size: u32) -> Option<u64> {
-    let chunk_size = if chunk_size == 0 {
-        DEFAULT_CHUNK_SIZE
-    } else {
-        chunk_size
-    };
+    let chunk_size = if chunk_size == 0 { DEFAULT_CHUNK_SIZE } else { chunk_size };
     if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
         return None;
     }
@@ -164,10 +156,7 @@ impl Subkey {
     fn derive(cipher: Cipher, key: &[u8; 32], header: &[u8; HEADER_LEN]) -> Subkey {
         let hkdf = Hkdf::<Sha256>::new(Some(&header[OFF_SALT..HEADER_LEN]), key);
         let len = cipher.key_len();
-        let mut subkey = Subkey {
-            bytes: [0u8; 32],
-            len,
-        };
+        let mut subkey = Subkey { bytes: [0u8; 32], len };
         hkdf.expand_multi_info(&[SUBKEY_INFO, header], &mut subkey.bytes[..len])
             .expect("a 16- or 32-byte HKDF-SHA256 output is always allowed");
         subkey
@@ -325,22 +314,13 @@ impl Encryptor {
         chunk_size: u32,
         aad: &[u8],
     ) -> Result<Encryptor> {
-        let chunk_size = if chunk_size == 0 {
-            DEFAULT_CHUNK_SIZE
-        } else {
-            chunk_size
-        };
+        let chunk_size = if chunk_size == 0 { DEFAULT_CHUNK_SIZE } else { chunk_size };
         if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
             return Err(Error::InvalidArgument(format!(
                 "chunk size {chunk_size} is out of range {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE} (or 0 for the default {DEFAULT_CHUNK_SIZE})"
             )));
         }
-        let header = Header {
-            cipher,
-            chunk_size,
-            key_tag,
-            salt,
-        };
+        let header = Header { cipher, chunk_size, key_tag, salt };
         let header_bytes = header.encode();
         let subkey = Subkey::derive(cipher, key, &header_bytes);
         Ok(Encryptor {
@@ -401,8 +381,7 @@ impl Encryptor {
                 // Reserve up front so that filling the chunk does not reallocate
                 // (and leave stray plaintext copies behind), except for huge
                 // chunk sizes, where short messages should not cost 16 MiB.
-                self.pending
-                    .reserve_exact(chunk_size.min(DEFAULT_CHUNK_SIZE as usize));
+                self.pending.reserve_exact(chunk_size.min(DEFAULT_CHUNK_SIZE as usize));
             }
             self.pending.extend_from_slice(plaintext);
         }
@@ -429,9 +408,7 @@ impl Encryptor {
         out.extend_from_slice(chunk);
         self.stream
             .next(&self.aad, &mut Tail { vec: out, start })
-            .map_err(|_| {
-                Error::InvalidArgument(format!("sealing chunk {} failed", self.next_index))
-            })?;
+            .map_err(|_| Error::InvalidArgument(format!("sealing chunk {} failed", self.next_index)))?;
         self.next_index += 1;
         Ok(())
     }
@@ -457,20 +434,9 @@ impl Encryptor {
         out.extend_from_slice(tail);
         let index = self.next_index;
         let Encryptor { stream, aad, .. } = self;
-        if stream
-            .last(
-                &aad,
-                &mut Tail {
-                    vec: out,
-                    start: body,
-                },
-            )
-            .is_err()
-        {
+        if stream.last(&aad, &mut Tail { vec: out, start: body }).is_err() {
             out.truncate(start);
-            return Err(Error::InvalidArgument(format!(
-                "sealing final chunk {index} failed"
-            )));
+            return Err(Error::InvalidArgument(format!("sealing final chunk {index} failed")));
         }
         Ok(())
     }
@@ -490,17 +456,11 @@ impl Body {
     fn open_next(&mut self, aad: &[u8], chunk: &[u8], out: &mut Vec<u8>) -> Result<()> {
         debug_assert_eq!(chunk.len(), self.full_len);
         if self.next_index >= MAX_COUNTER {
-            return Err(integrity(
-                "ciphertext has more than 2^32 chunks, more than the data format allows",
-            ));
+            return Err(integrity("ciphertext has more than 2^32 chunks, more than the data format allows"));
         }
         let start = out.len();
         out.extend_from_slice(chunk);
-        if self
-            .stream
-            .next(aad, &mut Tail { vec: out, start })
-            .is_err()
-        {
+        if self.stream.next(aad, &mut Tail { vec: out, start }).is_err() {
             out.truncate(start);
             return Err(auth_failed(self.next_index));
         }
@@ -538,13 +498,7 @@ impl fmt::Debug for Decryptor {
 
 impl Decryptor {
     pub fn new(aad: &[u8]) -> Decryptor {
-        Decryptor {
-            aad: aad.to_vec(),
-            header: None,
-            body: None,
-            pending: Vec::new(),
-            failed: false,
-        }
+        Decryptor { aad: aad.to_vec(), header: None, body: None, pending: Vec::new(), failed: false }
     }
 
     /// The header, once parsed.
@@ -629,17 +583,12 @@ impl Decryptor {
         if self.failed {
             return Err(integrity("decryption already failed"));
         }
-        let Decryptor {
-            aad, body, pending, ..
-        } = self;
+        let Decryptor { aad, body, pending, .. } = self;
         let Some(body) = body else {
             return Err(if pending.is_empty() {
                 integrity("ciphertext is empty: the header is missing")
             } else {
-                integrity(format!(
-                    "ciphertext truncated: {} of the {HEADER_LEN} header bytes",
-                    pending.len()
-                ))
+                integrity(format!("ciphertext truncated: {} of the {HEADER_LEN} header bytes", pending.len()))
             });
         };
         let index = body.next_index;
@@ -656,11 +605,7 @@ impl Decryptor {
         }
         let start = out.len();
         out.extend_from_slice(&pending);
-        if body
-            .stream
-            .last(&aad, &mut Tail { vec: out, start })
-            .is_err()
-        {
+        if body.stream.last(&aad, &mut Tail { vec: out, start }).is_err() {
             out.truncate(start);
             return Err(auth_failed(index));
         }
@@ -679,12 +624,9 @@ pub fn seal(
     plaintext: &[u8],
 ) -> Result<Vec<u8>> {
     let mut encryptor = Encryptor::new(cipher, key, key_tag, salt, chunk_size, aad)?;
-    let capacity =
-        sealed_len(plaintext.len() as u64, encryptor.header.chunk_size).ok_or_else(|| {
-            Error::InvalidArgument(
-                "plaintext too long: the data format allows at most 2^32 chunks per message".into(),
-            )
-        })?;
+    let capacity = sealed_len(plaintext.len() as u64, encryptor.header.chunk_size).ok_or_else(|| {
+        Error::InvalidArgument("plaintext too long: the data format allows at most 2^32 chunks per message".into())
+    })?;
     let mut out = Vec::with_capacity(capacity as usize);
     // Whole chunks straight from `plaintext`, then the rest as the final
     // chunk: nothing is buffered.
@@ -725,9 +667,7 @@ mod tests {
     }
 
     fn plaintext(len: usize) -> Vec<u8> {
-        (0..len)
-            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(7))
-            .collect()
+        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(7)).collect()
     }
 
     fn key_of(key: [u8; 32]) -> impl FnMut(&Header) -> Result<Zeroizing<[u8; 32]>> {
@@ -788,14 +728,7 @@ mod tests {
 
     /// The construction written out directly against hkdf and aes-gcm, one
     /// whole chunk at a time, independent of the streaming code.
-    fn reference_seal(
-        cipher: Cipher,
-        key: &[u8; 32],
-        salt: [u8; 32],
-        chunk: u32,
-        aad: &[u8],
-        pt: &[u8],
-    ) -> Vec<u8> {
+    fn reference_seal(cipher: Cipher, key: &[u8; 32], salt: [u8; 32], chunk: u32, aad: &[u8], pt: &[u8]) -> Vec<u8> {
         use aes_gcm::aead::{Aead, Payload};
         let mut header = Vec::new();
         header.extend_from_slice(b"KSTD");
@@ -809,9 +742,7 @@ mod tests {
         let mut info = b"keystate/data/v1".to_vec();
         info.extend_from_slice(&header);
         let mut subkey = vec![0u8; cipher.key_len()];
-        Hkdf::<Sha256>::new(Some(&salt), key)
-            .expand(&info, &mut subkey)
-            .unwrap();
+        Hkdf::<Sha256>::new(Some(&salt), key).expand(&info, &mut subkey).unwrap();
 
         let chunk = chunk as usize;
         let n_chunks = pt.len() / chunk + 1;
@@ -824,12 +755,12 @@ mod tests {
             nonce[11] = last as u8;
             let payload = Payload { msg: piece, aad };
             let sealed = match cipher {
-                Cipher::Aes256Gcm => Aes256Gcm::new_from_slice(&subkey)
-                    .unwrap()
-                    .encrypt(aes_gcm::Nonce::from_slice(&nonce), payload),
-                Cipher::Aes128Gcm => Aes128Gcm::new_from_slice(&subkey)
-                    .unwrap()
-                    .encrypt(aes_gcm::Nonce::from_slice(&nonce), payload),
+                Cipher::Aes256Gcm => {
+                    Aes256Gcm::new_from_slice(&subkey).unwrap().encrypt(aes_gcm::Nonce::from_slice(&nonce), payload)
+                }
+                Cipher::Aes128Gcm => {
+                    Aes128Gcm::new_from_slice(&subkey).unwrap().encrypt(aes_gcm::Nonce::from_slice(&nonce), payload)
+                }
             }
             .unwrap();
             out.extend_from_slice(&sealed);
@@ -844,23 +775,11 @@ mod tests {
             for len in [0, 1, c - 1, c, c + 1, 2 * c + 5, 3 * c] {
                 let pt = plaintext(len);
                 let ct = seal_a(cipher, &pt);
-                assert_eq!(
-                    ct.len() as u64,
-                    sealed_len(len as u64, CHUNK).unwrap(),
-                    "{cipher:?} len {len}"
-                );
+                assert_eq!(ct.len() as u64, sealed_len(len as u64, CHUNK).unwrap(), "{cipher:?} len {len}");
                 assert_eq!(ct.len(), HEADER_LEN + len + (len / c + 1) * GCM_TAG_LEN);
                 assert_eq!(open_a(&ct).unwrap(), pt, "{cipher:?} len {len}");
                 let header = Header::parse(&ct).unwrap();
-                assert_eq!(
-                    header,
-                    Header {
-                        cipher,
-                        chunk_size: CHUNK,
-                        key_tag: TAG,
-                        salt: SALT
-                    }
-                );
+                assert_eq!(header, Header { cipher, chunk_size: CHUNK, key_tag: TAG, salt: SALT });
             }
         }
     }
@@ -894,10 +813,7 @@ mod tests {
                 let pt = plaintext(len);
                 let whole = seal_a(cipher, &pt);
                 let bytewise = encrypt_in_pieces(cipher, &pt, &mut || 1);
-                assert_eq!(
-                    bytewise, whole,
-                    "encrypt byte by byte, {cipher:?} len {len}"
-                );
+                assert_eq!(bytewise, whole, "encrypt byte by byte, {cipher:?} len {len}");
                 let mut rng = XorShift(0x9e3779b97f4a7c15 ^ len as u64);
                 let random = encrypt_in_pieces(cipher, &pt, &mut || rng.below(3 * c) + 1);
                 assert_eq!(random, whole, "encrypt random splits, {cipher:?} len {len}");
@@ -910,11 +826,7 @@ mod tests {
                 enc.finish(&mut out).unwrap();
                 assert_eq!(out, whole);
 
-                assert_eq!(
-                    decrypt_in_pieces(&whole, &mut || 1).unwrap(),
-                    pt,
-                    "decrypt byte by byte"
-                );
+                assert_eq!(decrypt_in_pieces(&whole, &mut || 1).unwrap(), pt, "decrypt byte by byte");
                 let mut rng = XorShift(0x1234567 + len as u64);
                 let random = decrypt_in_pieces(&whole, &mut || rng.below(3 * c) + 1).unwrap();
                 assert_eq!(random, pt, "decrypt random splits");
@@ -931,11 +843,7 @@ mod tests {
         enc.update(&pt[..c - 1], &mut out).unwrap();
         assert!(out.is_empty(), "nothing is ready before a full chunk");
         enc.update(&pt[c - 1..c], &mut out).unwrap();
-        assert_eq!(
-            out.len(),
-            HEADER_LEN + c + GCM_TAG_LEN,
-            "header + first chunk"
-        );
+        assert_eq!(out.len(), HEADER_LEN + c + GCM_TAG_LEN, "header + first chunk");
         enc.update(&pt[c..], &mut out).unwrap();
         assert_eq!(out.len(), HEADER_LEN + 2 * (c + GCM_TAG_LEN));
         enc.finish(&mut out).unwrap();
@@ -963,28 +871,15 @@ mod tests {
             assert_eq!(h.key_tag, TAG);
             Ok(Zeroizing::new(KEY_A))
         };
-        dec.update(&ct[..HEADER_LEN - 1], &mut out, &mut resolve)
-            .unwrap();
+        dec.update(&ct[..HEADER_LEN - 1], &mut out, &mut resolve).unwrap();
         assert!(dec.header().is_none());
-        dec.update(&ct[HEADER_LEN - 1..HEADER_LEN], &mut out, &mut resolve)
-            .unwrap();
+        dec.update(&ct[HEADER_LEN - 1..HEADER_LEN], &mut out, &mut resolve).unwrap();
         assert_eq!(dec.header().unwrap().chunk_size, CHUNK);
-        dec.update(
-            &ct[HEADER_LEN..HEADER_LEN + full - 1],
-            &mut out,
-            &mut resolve,
-        )
-        .unwrap();
+        dec.update(&ct[HEADER_LEN..HEADER_LEN + full - 1], &mut out, &mut resolve).unwrap();
         assert!(out.is_empty());
-        dec.update(
-            &ct[HEADER_LEN + full - 1..HEADER_LEN + full],
-            &mut out,
-            &mut resolve,
-        )
-        .unwrap();
+        dec.update(&ct[HEADER_LEN + full - 1..HEADER_LEN + full], &mut out, &mut resolve).unwrap();
         assert_eq!(out, &pt[..c], "a full chunk is opened once complete");
-        dec.update(&ct[HEADER_LEN + full..], &mut out, &mut resolve)
-            .unwrap();
+        dec.update(&ct[HEADER_LEN + full..], &mut out, &mut resolve).unwrap();
         assert_eq!(out, &pt[..2 * c], "the short final chunk waits for finish");
         dec.finish(&mut out).unwrap();
         assert_eq!(out, pt);
@@ -1024,25 +919,16 @@ mod tests {
             let ct = seal_a(Cipher::Aes256Gcm, &plaintext(len));
             for cut in 0..ct.len() {
                 assert_integrity(open_a(&ct[..cut]), &format!("len {len} cut at {cut}"));
-                assert_integrity(
-                    decrypt_in_pieces(&ct[..cut], &mut || 7),
-                    &format!("streamed, cut at {cut}"),
-                );
+                assert_integrity(decrypt_in_pieces(&ct[..cut], &mut || 7), &format!("streamed, cut at {cut}"));
             }
         }
         let ct = seal_a(Cipher::Aes256Gcm, &plaintext(2 * c + 22));
         for cut in [HEADER_LEN, HEADER_LEN + full, HEADER_LEN + 2 * full] {
             let err = open_a(&ct[..cut]).unwrap_err();
-            assert!(
-                matches!(&err, Error::Integrity(m) if m.contains("final chunk is missing")),
-                "{err:?}"
-            );
+            assert!(matches!(&err, Error::Integrity(m) if m.contains("final chunk is missing")), "{err:?}");
         }
         let err = open_a(&ct[..HEADER_LEN - 1]).unwrap_err();
-        assert!(
-            matches!(&err, Error::Integrity(m) if m.contains("truncated")),
-            "{err:?}"
-        );
+        assert!(matches!(&err, Error::Integrity(m) if m.contains("truncated")), "{err:?}");
         assert!(matches!(open_a(&[]), Err(Error::Integrity(_))));
     }
 
@@ -1059,38 +945,14 @@ mod tests {
             }
             v
         };
-        assert_eq!(
-            open_a(&splice(&[chunk(0), chunk(1), chunk(2), chunk(3)])).unwrap(),
-            plaintext(3 * c + 22)
-        );
-        assert_integrity(
-            open_a(&splice(&[chunk(1), chunk(2), chunk(3)])),
-            "first chunk dropped",
-        );
-        assert_integrity(
-            open_a(&splice(&[chunk(0), chunk(2), chunk(3)])),
-            "middle chunk dropped",
-        );
-        assert_integrity(
-            open_a(&splice(&[chunk(0), chunk(1), chunk(2)])),
-            "final chunk dropped",
-        );
-        assert_integrity(
-            open_a(&splice(&[chunk(1), chunk(0), chunk(2), chunk(3)])),
-            "chunks 0 and 1 swapped",
-        );
-        assert_integrity(
-            open_a(&splice(&[chunk(0), chunk(2), chunk(1), chunk(3)])),
-            "chunks 1 and 2 swapped",
-        );
-        assert_integrity(
-            open_a(&splice(&[chunk(0), chunk(0), chunk(1), chunk(2), chunk(3)])),
-            "chunk repeated",
-        );
-        assert_integrity(
-            open_a(&splice(&[chunk(0), chunk(1), chunk(2), chunk(3), chunk(3)])),
-            "final chunk repeated",
-        );
+        assert_eq!(open_a(&splice(&[chunk(0), chunk(1), chunk(2), chunk(3)])).unwrap(), plaintext(3 * c + 22));
+        assert_integrity(open_a(&splice(&[chunk(1), chunk(2), chunk(3)])), "first chunk dropped");
+        assert_integrity(open_a(&splice(&[chunk(0), chunk(2), chunk(3)])), "middle chunk dropped");
+        assert_integrity(open_a(&splice(&[chunk(0), chunk(1), chunk(2)])), "final chunk dropped");
+        assert_integrity(open_a(&splice(&[chunk(1), chunk(0), chunk(2), chunk(3)])), "chunks 0 and 1 swapped");
+        assert_integrity(open_a(&splice(&[chunk(0), chunk(2), chunk(1), chunk(3)])), "chunks 1 and 2 swapped");
+        assert_integrity(open_a(&splice(&[chunk(0), chunk(0), chunk(1), chunk(2), chunk(3)])), "chunk repeated");
+        assert_integrity(open_a(&splice(&[chunk(0), chunk(1), chunk(2), chunk(3), chunk(3)])), "final chunk repeated");
 
         for extra in [1usize, 15, 16, 17, full, 3 * full] {
             let mut bad = ct.clone();
@@ -1119,18 +981,12 @@ mod tests {
         for cipher in CIPHERS {
             let ct = seal_a(cipher, &plaintext(100));
             let err = open(&ct, AAD, &mut key_of(KEY_B)).unwrap_err();
-            assert!(
-                matches!(&err, Error::Integrity(m) if m.contains("chunk 0 failed authentication")),
-                "{err:?}"
-            );
+            assert!(matches!(&err, Error::Integrity(m) if m.contains("chunk 0 failed authentication")), "{err:?}");
             // AES-128 uses a 16-byte subkey; keys differing only in their
             // material's last byte still give a different subkey.
             let mut near = KEY_A;
             near[31] ^= 1;
-            assert_integrity(
-                open(&ct, AAD, &mut key_of(near)),
-                "key A with last byte changed",
-            );
+            assert_integrity(open(&ct, AAD, &mut key_of(near)), "key A with last byte changed");
         }
         let ct = seal_a(Cipher::Aes256Gcm, b"secret");
         let not_found = Error::NotFound("no key with tag 7a7a...".into());
@@ -1140,10 +996,7 @@ mod tests {
         };
         assert_eq!(open(&ct, AAD, &mut resolve), Err(not_found.clone()));
         let mut unusable = |_: &Header| Err(Error::KeyUnusable("terminated".into()));
-        assert_eq!(
-            open(&ct, AAD, &mut unusable),
-            Err(Error::KeyUnusable("terminated".into()))
-        );
+        assert_eq!(open(&ct, AAD, &mut unusable), Err(Error::KeyUnusable("terminated".into())));
     }
 
     #[test]
@@ -1162,16 +1015,8 @@ mod tests {
             ("cipher 3", edit(&|v| v[5] = 3), "cipher code 3"),
             ("reserved byte 6", edit(&|v| v[6] = 1), "reserved"),
             ("reserved byte 7", edit(&|v| v[7] = 0x80), "reserved"),
-            (
-                "chunk size 0",
-                edit(&|v| v[8..12].copy_from_slice(&0u32.to_le_bytes())),
-                "chunk size 0",
-            ),
-            (
-                "chunk size 63",
-                edit(&|v| v[8..12].copy_from_slice(&63u32.to_le_bytes())),
-                "chunk size 63",
-            ),
+            ("chunk size 0", edit(&|v| v[8..12].copy_from_slice(&0u32.to_le_bytes())), "chunk size 0"),
+            ("chunk size 63", edit(&|v| v[8..12].copy_from_slice(&63u32.to_le_bytes())), "chunk size 63"),
             (
                 "chunk size 16 MiB + 1",
                 edit(&|v| v[8..12].copy_from_slice(&(MAX_CHUNK_SIZE + 1).to_le_bytes())),
@@ -1180,18 +1025,12 @@ mod tests {
         ];
         for (what, bytes, needle) in cases {
             let parsed = Header::parse(&bytes);
-            assert!(
-                matches!(&parsed, Err(Error::Integrity(m)) if m.contains(needle)),
-                "{what}: {parsed:?}"
-            );
+            assert!(matches!(&parsed, Err(Error::Integrity(m)) if m.contains(needle)), "{what}: {parsed:?}");
             // The key is never asked for.
-            let mut resolve =
-                |_: &Header| -> Result<Zeroizing<[u8; 32]>> { panic!("{what}: resolve called") };
+            let mut resolve = |_: &Header| -> Result<Zeroizing<[u8; 32]>> { panic!("{what}: resolve called") };
             assert_integrity(open(&bytes, AAD, &mut resolve), what);
         }
-        assert!(
-            matches!(Header::parse(&ct[..59]), Err(Error::Integrity(m)) if m.contains("too short"))
-        );
+        assert!(matches!(Header::parse(&ct[..59]), Err(Error::Integrity(m)) if m.contains("too short")));
         assert!(Header::parse(&ct[..60]).is_ok());
     }
 
@@ -1218,15 +1057,9 @@ mod tests {
     fn encryptor_chunk_size_limits() {
         for bad in [1, 10, 63, MAX_CHUNK_SIZE + 1, u32::MAX] {
             let r = Encryptor::new(Cipher::Aes256Gcm, &KEY_A, TAG, SALT, bad, AAD);
-            assert!(
-                matches!(r, Err(Error::InvalidArgument(_))),
-                "chunk size {bad}"
-            );
+            assert!(matches!(r, Err(Error::InvalidArgument(_))), "chunk size {bad}");
             let r = seal(Cipher::Aes256Gcm, &KEY_A, TAG, SALT, bad, AAD, b"x");
-            assert!(
-                matches!(r, Err(Error::InvalidArgument(_))),
-                "seal, chunk size {bad}"
-            );
+            assert!(matches!(r, Err(Error::InvalidArgument(_))), "seal, chunk size {bad}");
         }
         let enc = Encryptor::new(Cipher::Aes256Gcm, &KEY_A, TAG, SALT, 0, AAD).unwrap();
         assert_eq!(enc.header().chunk_size, DEFAULT_CHUNK_SIZE);
@@ -1243,10 +1076,7 @@ mod tests {
         assert_eq!(sealed_len(64, 64), Some(60 + 64 + 32));
         assert_eq!(sealed_len(1, 10), None);
         assert_eq!(sealed_len(64 << 32, 64), None, "2^32 + 1 chunks");
-        assert_eq!(
-            sealed_len((64 << 32) - 1, 64),
-            Some(60 + (64 << 32) - 1 + 16 * (1 << 32))
-        );
+        assert_eq!(sealed_len((64 << 32) - 1, 64), Some(60 + (64 << 32) - 1 + 16 * (1 << 32)));
     }
 
     #[test]
@@ -1260,16 +1090,12 @@ mod tests {
         let r = enc.update(&plaintext(c), &mut out);
         assert!(matches!(r, Err(Error::InvalidArgument(m)) if m.contains("2^32")));
         assert_eq!(out, [1, 2, 3], "nothing appended on error");
-        assert!(
-            enc.update(b"", &mut out).is_err(),
-            "a failed encryptor stays failed"
-        );
+        assert!(enc.update(b"", &mut out).is_err(), "a failed encryptor stays failed");
 
         let ct = seal_a(Cipher::Aes256Gcm, &plaintext(2 * c));
         let mut dec = Decryptor::new(AAD);
         let mut out = Vec::new();
-        dec.update(&ct[..HEADER_LEN], &mut out, &mut key_of(KEY_A))
-            .unwrap();
+        dec.update(&ct[..HEADER_LEN], &mut out, &mut key_of(KEY_A)).unwrap();
         dec.body.as_mut().unwrap().next_index = MAX_COUNTER;
         let r = dec.update(&ct[HEADER_LEN..], &mut out, &mut key_of(KEY_A));
         assert!(matches!(r, Err(Error::Integrity(m)) if m.contains("2^32")));
@@ -1284,18 +1110,9 @@ mod tests {
         let mut dec = Decryptor::new(AAD);
         let mut out = b"prefix".to_vec();
         let err = dec.update(&ct, &mut out, &mut key_of(KEY_A)).unwrap_err();
-        assert!(
-            matches!(&err, Error::Integrity(m) if m.contains("chunk 1 failed")),
-            "{err:?}"
-        );
-        assert_eq!(
-            out, b"prefix",
-            "verified chunk 0 of the failed call is withdrawn too"
-        );
-        assert!(matches!(
-            dec.update(b"", &mut out, &mut key_of(KEY_A)),
-            Err(Error::Integrity(_))
-        ));
+        assert!(matches!(&err, Error::Integrity(m) if m.contains("chunk 1 failed")), "{err:?}");
+        assert_eq!(out, b"prefix", "verified chunk 0 of the failed call is withdrawn too");
+        assert!(matches!(dec.update(b"", &mut out, &mut key_of(KEY_A)), Err(Error::Integrity(_))));
         assert!(matches!(dec.finish(&mut out), Err(Error::Integrity(_))));
         assert_eq!(out, b"prefix");
     }
@@ -1331,12 +1148,7 @@ mod tests {
         let key: [u8; 32] = core::array::from_fn(|i| i as u8);
         let tag = Tag(core::array::from_fn(|i| 0x10 + i as u8));
         let salt: [u8; 32] = core::array::from_fn(|i| 0x40 + i as u8);
-        let pt: Vec<u8> = b"keystate test vector: "
-            .iter()
-            .copied()
-            .cycle()
-            .take(100)
-            .collect();
+        let pt: Vec<u8> = b"keystate test vector: ".iter().copied().cycle().take(100).collect();
         (key, tag, salt, pt)
     }
 
@@ -1356,36 +1168,16 @@ mod tests {
         let mut info = b"keystate/data/v1".to_vec();
         info.extend_from_slice(header);
         let mut subkey = [0u8; 32];
-        Hkdf::<Sha256>::new(Some(&salt), &key)
-            .expand(&info, &mut subkey)
-            .unwrap();
+        Hkdf::<Sha256>::new(Some(&salt), &key).expand(&info, &mut subkey).unwrap();
         assert_eq!(hex(&subkey), VECTOR_SUBKEY);
         let aead = Aes256Gcm::new_from_slice(&subkey).unwrap();
-        let nonce0 = [
-            0, 0, 0, 0, 0, 0, 0, /* counter */ 0, 0, 0, 0, /* last */ 0,
-        ];
-        let chunk0 = aead
-            .encrypt(
-                aes_gcm::Nonce::from_slice(&nonce0),
-                Payload {
-                    msg: &pt[..64],
-                    aad: b"backup-42",
-                },
-            )
-            .unwrap();
+        let nonce0 = [0, 0, 0, 0, 0, 0, 0, /* counter */ 0, 0, 0, 0, /* last */ 0];
+        let chunk0 =
+            aead.encrypt(aes_gcm::Nonce::from_slice(&nonce0), Payload { msg: &pt[..64], aad: b"backup-42" }).unwrap();
         assert_eq!(&ct[60..60 + 80], &chunk0[..]);
-        let nonce1 = [
-            0, 0, 0, 0, 0, 0, 0, /* counter */ 0, 0, 0, 1, /* last */ 1,
-        ];
-        let chunk1 = aead
-            .encrypt(
-                aes_gcm::Nonce::from_slice(&nonce1),
-                Payload {
-                    msg: &pt[64..],
-                    aad: b"backup-42",
-                },
-            )
-            .unwrap();
+        let nonce1 = [0, 0, 0, 0, 0, 0, 0, /* counter */ 0, 0, 0, 1, /* last */ 1];
+        let chunk1 =
+            aead.encrypt(aes_gcm::Nonce::from_slice(&nonce1), Payload { msg: &pt[64..], aad: b"backup-42" }).unwrap();
         assert_eq!(&ct[140..], &chunk1[..]);
 
         let mut resolve = |h: &Header| {

@@ -9,9 +9,7 @@ use zeroize::Zeroizing;
 use crate::crypto::{self, Key32};
 use crate::format;
 use crate::rules;
-use crate::store::{
-    self, GroupRecord, Header, KeyRecord, Protector, Record, RowId, Sealer, Secret, HEADER_ID,
-};
+use crate::store::{self, GroupRecord, HEADER_ID, Header, KeyRecord, Protector, Record, RowId, Sealer, Secret};
 use crate::types::{Cipher, Env, Error, KeyState, Operation, Result, Tag};
 
 /// A row as stored by the host.
@@ -233,7 +231,9 @@ impl Keystore {
         if let Some(new_name) = new_name.filter(|n| *n != rec.name) {
             validate_name("group", new_name)?;
             if self.group_names.contains_key(new_name) {
-                return Err(Error::AlreadyExists(format!("cannot rename group {name:?}: group {new_name:?} already exists")));
+                return Err(Error::AlreadyExists(format!(
+                    "cannot rename group {name:?}: group {new_name:?} already exists"
+                )));
             }
             rec.name = new_name.to_string();
         }
@@ -515,10 +515,7 @@ impl Keystore {
     }
 
     fn group_tag(&self, name: &str) -> Result<Tag> {
-        self.group_names
-            .get(name)
-            .copied()
-            .ok_or_else(|| Error::NotFound(format!("no group named {name:?}")))
+        self.group_names.get(name).copied().ok_or_else(|| Error::NotFound(format!("no group named {name:?}")))
     }
 
     fn group_name(&self, tag: &Tag) -> String {
@@ -556,11 +553,8 @@ impl Keystore {
     fn usable(&self, tag: &Tag, op: Operation) -> Result<&KeyRecord> {
         let rec = self.usable_record(tag)?;
         if !rules::allows(rec.state, op) {
-            let allowed: Vec<&str> = KeyState::ALL
-                .into_iter()
-                .filter(|&s| rules::allows(s, op))
-                .map(|s| s.name())
-                .collect();
+            let allowed: Vec<&str> =
+                KeyState::ALL.into_iter().filter(|&s| rules::allows(s, op)).map(|s| s.name()).collect();
             return Err(Error::KeyUnusable(format!(
                 "key {:?} in group {:?} is {}: {op} is not allowed ({op} needs a key that is {})",
                 rec.name,

@@ -47,10 +47,7 @@ pub fn allowed_operations(state: KeyState) -> Vec<Operation> {
 
 /// The states a key may be moved to from `from` (excluding itself), for messages.
 pub fn next_states(from: KeyState) -> Vec<KeyState> {
-    KeyState::ALL
-        .into_iter()
-        .filter(|&to| to != from && can_transition(from, to))
-        .collect()
+    KeyState::ALL.into_iter().filter(|&to| to != from && can_transition(from, to)).collect()
 }
 
 #[cfg(test)]

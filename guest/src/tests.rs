@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::keystore::{ChangeSet, Keystore, Row};
 use crate::rules;
-use crate::store::{Secret, HEADER_ID};
+use crate::store::{HEADER_ID, Secret};
 use crate::types::{Cipher, Env, Error, KeyState, Operation, Result};
 use KeyState::*;
 

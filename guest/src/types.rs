@@ -13,13 +13,8 @@ pub enum KeyState {
 }
 
 impl KeyState {
-    pub const ALL: [KeyState; 5] = [
-        KeyState::Prelive,
-        KeyState::Active,
-        KeyState::Inactive,
-        KeyState::Deprecated,
-        KeyState::Terminated,
-    ];
+    pub const ALL: [KeyState; 5] =
+        [KeyState::Prelive, KeyState::Active, KeyState::Inactive, KeyState::Deprecated, KeyState::Terminated];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -20,7 +20,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::atomic_file::write_atomically;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keyfile;
-use crate::sandbox::{wit, Guest, Limits};
+use crate::sandbox::{Guest, Limits, wit};
 use crate::storage::{self, Backend, Sqlite};
 use crate::types::{Cipher, GroupInfo, KeyInfo, KeyState, Operation, RowFault, Stats};
 
@@ -144,7 +144,11 @@ struct Inner {
 impl Keystore {
     /// Create a new keystore at `path`. A `None` pass phrase makes a random key
     /// kept in a key file beside it (`<path>.hmk`, `<path>.kpk`).
-    pub fn create(path: impl AsRef<Path>, hmk_passphrase: Option<&str>, kpk_passphrase: Option<&str>) -> Result<Keystore> {
+    pub fn create(
+        path: impl AsRef<Path>,
+        hmk_passphrase: Option<&str>,
+        kpk_passphrase: Option<&str>,
+    ) -> Result<Keystore> {
         Keystore::create_with(path, CreateOptions { hmk_passphrase, kpk_passphrase, ..Default::default() })
     }
 
@@ -183,7 +187,11 @@ impl Keystore {
     }
 
     /// Open the keystore at `path`. A `None` pass phrase reads the key file.
-    pub fn open(path: impl AsRef<Path>, hmk_passphrase: Option<&str>, kpk_passphrase: Option<&str>) -> Result<Keystore> {
+    pub fn open(
+        path: impl AsRef<Path>,
+        hmk_passphrase: Option<&str>,
+        kpk_passphrase: Option<&str>,
+    ) -> Result<Keystore> {
         Keystore::open_with(path, OpenOptions { hmk_passphrase, kpk_passphrase, ..Default::default() })
     }
 
@@ -281,7 +289,14 @@ impl Keystore {
 
     /// Create a key in `state` (prelive or active). With a pass phrase the key
     /// is derived from it and can be recovered after deletion.
-    pub fn create_key(&self, group: &str, name: &str, state: KeyState, passphrase: Option<&str>, description: &str) -> Result<KeyInfo> {
+    pub fn create_key(
+        &self,
+        group: &str,
+        name: &str,
+        state: KeyState,
+        passphrase: Option<&str>,
+        description: &str,
+    ) -> Result<KeyInfo> {
         self.mutate(|g| g.create_key(group, name, state, passphrase, description))
     }
 
@@ -303,7 +318,13 @@ impl Keystore {
         self.mutate(|g| g.set_state(group, name, state))
     }
 
-    pub fn modify_key(&self, group: &str, name: &str, new_name: Option<&str>, description: Option<&str>) -> Result<KeyInfo> {
+    pub fn modify_key(
+        &self,
+        group: &str,
+        name: &str,
+        new_name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<KeyInfo> {
         self.mutate(|g| g.modify_key(group, name, new_name, description))
     }
 
@@ -313,7 +334,14 @@ impl Keystore {
     }
 
     /// Re-create a deleted pass phrase key from its tag and pass phrase.
-    pub fn recover_key(&self, group: &str, name: &str, tag: &str, passphrase: &str, state: KeyState) -> Result<KeyInfo> {
+    pub fn recover_key(
+        &self,
+        group: &str,
+        name: &str,
+        tag: &str,
+        passphrase: &str,
+        state: KeyState,
+    ) -> Result<KeyInfo> {
         self.mutate(|g| g.recover_key(group, name, tag, passphrase, state))
     }
 
@@ -375,7 +403,14 @@ impl Keystore {
 
     /// Encrypt a stream of any size in bounded memory; `progress` gets the
     /// number of bytes read from `input` so far, as does the return value.
-    pub fn encrypt_stream(&self, group: &str, input: &mut dyn Read, output: &mut dyn Write, aad: &[u8], progress: &mut dyn FnMut(u64)) -> Result<u64> {
+    pub fn encrypt_stream(
+        &self,
+        group: &str,
+        input: &mut dyn Read,
+        output: &mut dyn Write,
+        aad: &[u8],
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64> {
         self.stream(input, output, progress, |g| g.begin_encrypt(group, aad, 0), true)
     }
 
@@ -383,13 +418,21 @@ impl Keystore {
     /// it is authenticated chunk by chunk; only a successful return proves the
     /// data was complete, so on error discard what was written. `progress`
     /// and the return value count bytes read from `input` (ciphertext).
-    pub fn decrypt_stream(&self, input: &mut dyn Read, output: &mut dyn Write, aad: &[u8], progress: &mut dyn FnMut(u64)) -> Result<u64> {
+    pub fn decrypt_stream(
+        &self,
+        input: &mut dyn Read,
+        output: &mut dyn Write,
+        aad: &[u8],
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64> {
         self.stream(input, output, progress, |g| g.begin_decrypt(aad), false)
     }
 
     /// Encrypt a file; `dst` appears only once it is complete.
     pub fn encrypt_file(&self, group: &str, src: impl AsRef<Path>, dst: impl AsRef<Path>, aad: &[u8]) -> Result<u64> {
-        with_files(src.as_ref(), dst.as_ref(), |input, output| self.encrypt_stream(group, input, output, aad, &mut |_| {}))
+        with_files(src.as_ref(), dst.as_ref(), |input, output| {
+            self.encrypt_stream(group, input, output, aad, &mut |_| {})
+        })
     }
 
     /// Decrypt a file; `dst` appears only if the whole file authenticated.
@@ -511,13 +554,19 @@ fn new_secret(path: &Path, ext: &str, passphrase: Option<&str>, written: &mut Ve
 }
 
 /// An existing keystore's secret, as its header says it was made.
-fn existing_secret(path: &Path, ext: &str, what: &str, kind: wit::SecretKind, passphrase: Option<&str>) -> Result<Secret> {
+fn existing_secret(
+    path: &Path,
+    ext: &str,
+    what: &str,
+    kind: wit::SecretKind,
+    passphrase: Option<&str>,
+) -> Result<Secret> {
     let file = keyfile::path_for(path, ext);
     match (kind, passphrase) {
         (wit::SecretKind::Passphrase, Some(p)) => Ok(Secret::Passphrase(Zeroizing::new(p.to_string()))),
-        (wit::SecretKind::Passphrase, None) => Err(Error::invalid(format!(
-            "this keystore's {what} comes from a pass phrase: give the {what} pass phrase"
-        ))),
+        (wit::SecretKind::Passphrase, None) => {
+            Err(Error::invalid(format!("this keystore's {what} comes from a pass phrase: give the {what} pass phrase")))
+        }
         (wit::SecretKind::Raw, None) => Ok(Secret::Raw(keyfile::read(&file)?)),
         (wit::SecretKind::Raw, Some(_)) => Err(Error::invalid(format!(
             "this keystore's {what} is a random key kept in {}: do not give a {what} pass phrase",

@@ -30,7 +30,7 @@ mod types;
 pub use atomic_file::write_atomically;
 pub use error::{Error, ErrorKind, Result};
 pub use keystore::{
-    allowed_operations, can_transition, inspect, CreateOptions, Keystore, KeystoreInfo, OpenOptions, Protection,
+    CreateOptions, Keystore, KeystoreInfo, OpenOptions, Protection, allowed_operations, can_transition, inspect,
 };
-pub use sandbox::{component_imports, Limits, COMPONENT};
-pub use types::{format_time, Cipher, GroupInfo, KeyInfo, KeyState, Operation, RowFault, Stats};
+pub use sandbox::{COMPONENT, Limits, component_imports};
+pub use types::{Cipher, GroupInfo, KeyInfo, KeyState, Operation, RowFault, Stats, format_time};

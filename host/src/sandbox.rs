@@ -67,12 +67,14 @@ impl Ticker {
         use std::sync::atomic::Ordering;
         let calls_in_flight = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let busy = calls_in_flight.clone();
-        let handle = std::thread::Builder::new().name("keystate-epoch".into()).spawn(move || loop {
-            if busy.load(Ordering::Acquire) == 0 {
-                std::thread::park();
-            } else {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
+        let handle = std::thread::Builder::new().name("keystate-epoch".into()).spawn(move || {
+            loop {
+                if busy.load(Ordering::Acquire) == 0 {
+                    std::thread::park();
+                } else {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
             }
         })?;
         Ok(Ticker { thread: handle.thread().clone(), calls_in_flight })
@@ -200,10 +202,9 @@ impl Guest {
         store.limiter(|s| &mut s.limits);
         let deadline_ticks = (limits.call_deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(deadline_ticks);
-        let bindings = rt
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot instantiate the keystate component: {e:#}")))?;
+        let bindings = rt.pre.instantiate(&mut store).map_err(|e| {
+            Error::new(ErrorKind::Internal, format!("cannot instantiate the keystate component: {e:#}"))
+        })?;
         Ok(Guest { store, bindings, deadline_ticks, broken: false })
     }
 
@@ -233,7 +234,13 @@ impl Guest {
 
     // ---- the exports, in host types ------------------------------------------------
 
-    pub(crate) fn create(&mut self, hmk: &wit::Secret, hmk_id: Option<&str>, kpk: &wit::Secret, kpk_id: Option<&str>) -> Result<wit::ChangeSet> {
+    pub(crate) fn create(
+        &mut self,
+        hmk: &wit::Secret,
+        hmk_id: Option<&str>,
+        kpk: &wit::Secret,
+        kpk_id: Option<&str>,
+    ) -> Result<wit::ChangeSet> {
         self.call(|b, s| b.keystate_kms_keystore().call_create(s, hmk, hmk_id, kpk, kpk_id))
     }
 
@@ -249,8 +256,14 @@ impl Guest {
         self.call(|b, s| b.keystate_kms_keystore().call_load(s, rows, deleted))
     }
 
-    pub(crate) fn create_group(&mut self, name: &str, cipher: Cipher, description: &str) -> Result<(GroupInfo, wit::ChangeSet)> {
-        let (g, c) = self.call(|b, s| b.keystate_kms_keystore().call_create_group(s, name, cipher_out(cipher), description))?;
+    pub(crate) fn create_group(
+        &mut self,
+        name: &str,
+        cipher: Cipher,
+        description: &str,
+    ) -> Result<(GroupInfo, wit::ChangeSet)> {
+        let (g, c) =
+            self.call(|b, s| b.keystate_kms_keystore().call_create_group(s, name, cipher_out(cipher), description))?;
         Ok((group_in(g), c))
     }
 
@@ -262,7 +275,12 @@ impl Guest {
         self.call(|b, s| b.keystate_kms_keystore().call_group(s, name)).map(group_in)
     }
 
-    pub(crate) fn modify_group(&mut self, name: &str, new_name: Option<&str>, description: Option<&str>) -> Result<(GroupInfo, wit::ChangeSet)> {
+    pub(crate) fn modify_group(
+        &mut self,
+        name: &str,
+        new_name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<(GroupInfo, wit::ChangeSet)> {
         let (g, c) = self.call(|b, s| b.keystate_kms_keystore().call_modify_group(s, name, new_name, description))?;
         Ok((group_in(g), c))
     }
@@ -271,8 +289,17 @@ impl Guest {
         Ok(((), self.call(|b, s| b.keystate_kms_keystore().call_delete_group(s, name))?))
     }
 
-    pub(crate) fn create_key(&mut self, group: &str, name: &str, state: KeyState, passphrase: Option<&str>, description: &str) -> Result<(KeyInfo, wit::ChangeSet)> {
-        let (k, c) = self.call(|b, s| b.keystate_kms_keystore().call_create_key(s, group, name, state_out(state), passphrase, description))?;
+    pub(crate) fn create_key(
+        &mut self,
+        group: &str,
+        name: &str,
+        state: KeyState,
+        passphrase: Option<&str>,
+        description: &str,
+    ) -> Result<(KeyInfo, wit::ChangeSet)> {
+        let (k, c) = self.call(|b, s| {
+            b.keystate_kms_keystore().call_create_key(s, group, name, state_out(state), passphrase, description)
+        })?;
         Ok((key_in(k), c))
     }
 
@@ -294,8 +321,15 @@ impl Guest {
         Ok((key_in(k), c))
     }
 
-    pub(crate) fn modify_key(&mut self, group: &str, name: &str, new_name: Option<&str>, description: Option<&str>) -> Result<(KeyInfo, wit::ChangeSet)> {
-        let (k, c) = self.call(|b, s| b.keystate_kms_keystore().call_modify_key(s, group, name, new_name, description))?;
+    pub(crate) fn modify_key(
+        &mut self,
+        group: &str,
+        name: &str,
+        new_name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<(KeyInfo, wit::ChangeSet)> {
+        let (k, c) =
+            self.call(|b, s| b.keystate_kms_keystore().call_modify_key(s, group, name, new_name, description))?;
         Ok((key_in(k), c))
     }
 
@@ -303,8 +337,17 @@ impl Guest {
         Ok(((), self.call(|b, s| b.keystate_kms_keystore().call_delete_key(s, group, name))?))
     }
 
-    pub(crate) fn recover_key(&mut self, group: &str, name: &str, tag: &str, passphrase: &str, state: KeyState) -> Result<(KeyInfo, wit::ChangeSet)> {
-        let (k, c) = self.call(|b, s| b.keystate_kms_keystore().call_recover_key(s, group, name, tag, passphrase, state_out(state)))?;
+    pub(crate) fn recover_key(
+        &mut self,
+        group: &str,
+        name: &str,
+        tag: &str,
+        passphrase: &str,
+        state: KeyState,
+    ) -> Result<(KeyInfo, wit::ChangeSet)> {
+        let (k, c) = self.call(|b, s| {
+            b.keystate_kms_keystore().call_recover_key(s, group, name, tag, passphrase, state_out(state))
+        })?;
         Ok((key_in(k), c))
     }
 

@@ -21,13 +21,8 @@ pub enum KeyState {
 }
 
 impl KeyState {
-    pub const ALL: [KeyState; 5] = [
-        KeyState::Prelive,
-        KeyState::Active,
-        KeyState::Inactive,
-        KeyState::Deprecated,
-        KeyState::Terminated,
-    ];
+    pub const ALL: [KeyState; 5] =
+        [KeyState::Prelive, KeyState::Active, KeyState::Inactive, KeyState::Deprecated, KeyState::Terminated];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -50,10 +45,11 @@ impl FromStr for KeyState {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<KeyState> {
-        KeyState::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| Error::invalid(format!("unknown key state {s:?}: expected one of prelive, active, inactive, deprecated, terminated")))
+        KeyState::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+            Error::invalid(format!(
+                "unknown key state {s:?}: expected one of prelive, active, inactive, deprecated, terminated"
+            ))
+        })
     }
 }
 

@@ -2,12 +2,12 @@
 
 mod common;
 
-use common::{key_in, kind, Scratch};
-use keystate::{
-    allowed_operations, can_transition, Cipher, CreateOptions, ErrorKind, KeyState, Keystore, Limits, OpenOptions,
-    Operation,
-};
 use KeyState::*;
+use common::{Scratch, key_in, kind};
+use keystate::{
+    Cipher, CreateOptions, ErrorKind, KeyState, Keystore, Limits, OpenOptions, Operation, allowed_operations,
+    can_transition,
+};
 
 #[test]
 fn the_component_imports_nothing_but_its_host_interface() {
@@ -226,7 +226,10 @@ fn passphrase_keystore_and_wrong_passphrases() {
     drop(ks);
     assert!(!s.path("pp.db.hmk").exists(), "no key file for a pass phrase HMK");
     let info = keystate::inspect(&path).unwrap();
-    assert_eq!((info.hmk.id.as_str(), info.hmk.needs_passphrase(), info.kpk.needs_passphrase()), ("hmk-prod-1", true, true));
+    assert_eq!(
+        (info.hmk.id.as_str(), info.hmk.needs_passphrase(), info.kpk.needs_passphrase()),
+        ("hmk-prod-1", true, true)
+    );
     assert_eq!(info.format_version, 1);
     assert_eq!(kind(Keystore::open(&path, Some("hmk wordz"), Some("kpk words"))), ErrorKind::WrongPassphrase);
     assert_eq!(kind(Keystore::open(&path, Some("hmk words"), Some("kpk wordz"))), ErrorKind::WrongPassphrase);

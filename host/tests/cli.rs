@@ -13,12 +13,8 @@ use tempfile::TempDir;
 const BIN: &str = env!("CARGO_BIN_EXE_keystate");
 
 /// Every variable the binary reads; removed so the caller's environment cannot leak in.
-const KEYSTATE_VARS: [&str; 4] = [
-    "KEYSTATE_KEYSTORE",
-    "KEYSTATE_HMK_PASSPHRASE",
-    "KEYSTATE_KPK_PASSPHRASE",
-    "KEYSTATE_PASSPHRASE",
-];
+const KEYSTATE_VARS: [&str; 4] =
+    ["KEYSTATE_KEYSTORE", "KEYSTATE_HMK_PASSPHRASE", "KEYSTATE_KPK_PASSPHRASE", "KEYSTATE_PASSPHRASE"];
 
 // ---- harness --------------------------------------------------------------------------
 
@@ -47,8 +43,7 @@ impl Ks {
     fn with_active_key() -> Ks {
         let ks = Ks::new();
         ks.run(["group", "create", "g"]).ok();
-        ks.run(["key", "create", "g", "k1", "--state", "active"])
-            .ok();
+        ks.run(["key", "create", "g", "k1", "--state", "active"]).ok();
         ks
     }
 
@@ -68,16 +63,8 @@ fn bare() -> Cmd {
     for var in KEYSTATE_VARS {
         command.env_remove(var);
     }
-    command.env(
-        "KEYSTATE_CACHE_DIR",
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("keystate-cache"),
-    );
-    Cmd {
-        command,
-        stdin: None,
-        shown: vec!["keystate".into()],
-        envs: Vec::new(),
-    }
+    command.env("KEYSTATE_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("keystate-cache"));
+    Cmd { command, stdin: None, shown: vec!["keystate".into()], envs: Vec::new() }
 }
 
 /// A command being built, remembered for the failure message.
@@ -98,8 +85,7 @@ struct Done {
 
 impl Cmd {
     fn arg(mut self, arg: impl AsRef<OsStr>) -> Cmd {
-        self.shown
-            .push(format!("{:?}", arg.as_ref()).trim_matches('"').to_string());
+        self.shown.push(format!("{:?}", arg.as_ref()).trim_matches('"').to_string());
         self.command.arg(arg);
         self
     }
@@ -123,24 +109,11 @@ impl Cmd {
     }
 
     fn run(mut self) -> Done {
-        let shown = format!(
-            "{}{}",
-            self.envs
-                .iter()
-                .map(|e| format!("{e} "))
-                .collect::<String>(),
-            self.shown.join(" ")
-        );
+        let shown =
+            format!("{}{}", self.envs.iter().map(|e| format!("{e} ")).collect::<String>(), self.shown.join(" "));
         self.command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        self.command.stdin(if self.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-        let mut child = self
-            .command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+        self.command.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        let mut child = self.command.spawn().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
         // Feed stdin from a thread so that large inputs cannot deadlock against stdout.
         let feeder = self.stdin.map(|data| {
             let mut pipe = child.stdin.take().expect("piped stdin");
@@ -174,11 +147,7 @@ impl Cmd {
 impl Done {
     fn expect_code(self, code: i32) -> Done {
         if self.code != Some(code) {
-            panic!(
-                "expected exit code {code}, got {:?}\n{}",
-                self.code,
-                self.describe()
-            );
+            panic!("expected exit code {code}, got {:?}\n{}", self.code, self.describe());
         }
         self
     }
@@ -193,34 +162,19 @@ impl Done {
     }
 
     fn text(&self) -> String {
-        String::from_utf8(self.stdout.clone())
-            .unwrap_or_else(|_| panic!("stdout is not UTF-8\n{}", self.describe()))
+        String::from_utf8(self.stdout.clone()).unwrap_or_else(|_| panic!("stdout is not UTF-8\n{}", self.describe()))
     }
 
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON: {e}\n{}", self.describe()))
+        serde_json::from_slice(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON: {e}\n{}", self.describe()))
     }
 
     /// stderr holds exactly one error line containing all of `words`.
     fn says(self, words: &[&str]) -> Done {
-        let lines: Vec<&str> = self
-            .stderr
-            .lines()
-            .filter(|l| l.starts_with("keystate: error: "))
-            .collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "expected one error line\n{}",
-            self.describe()
-        );
+        let lines: Vec<&str> = self.stderr.lines().filter(|l| l.starts_with("keystate: error: ")).collect();
+        assert_eq!(lines.len(), 1, "expected one error line\n{}", self.describe());
         for word in words {
-            assert!(
-                lines[0].contains(word),
-                "error line lacks {word:?}\n{}",
-                self.describe()
-            );
+            assert!(lines[0].contains(word), "error line lacks {word:?}\n{}", self.describe());
         }
         self
     }
@@ -240,23 +194,15 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn tag_of(ks: &Ks, group: &str, key: &str) -> String {
-    ks.run(["--json", "key", "show", group, key]).ok().json()["tag"]
-        .as_str()
-        .expect("tag")
-        .to_string()
+    ks.run(["--json", "key", "show", group, key]).ok().json()["tag"].as_str().expect("tag").to_string()
 }
 
 fn state_of(ks: &Ks, group: &str, key: &str) -> String {
-    ks.run(["--json", "key", "show", group, key]).ok().json()["state"]
-        .as_str()
-        .expect("state")
-        .to_string()
+    ks.run(["--json", "key", "show", group, key]).ok().json()["state"].as_str().expect("state").to_string()
 }
 
 fn assert_rfc3339(value: &Value) {
-    let text = value
-        .as_str()
-        .unwrap_or_else(|| panic!("not a string: {value}"));
+    let text = value.as_str().unwrap_or_else(|| panic!("not a string: {value}"));
     humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("{text:?} is not RFC 3339: {e}"));
 }
 
@@ -272,134 +218,60 @@ fn sorted(names: &[&str]) -> Vec<String> {
     names
 }
 
-const KEY_FIELDS: [&str; 8] = [
-    "tag",
-    "name",
-    "group",
-    "state",
-    "description",
-    "created",
-    "modified",
-    "recoverable",
-];
-const GROUP_FIELDS: [&str; 7] = [
-    "tag",
-    "name",
-    "cipher",
-    "description",
-    "created",
-    "modified",
-    "active_key",
-];
+const KEY_FIELDS: [&str; 8] = ["tag", "name", "group", "state", "description", "created", "modified", "recoverable"];
+const GROUP_FIELDS: [&str; 7] = ["tag", "name", "cipher", "description", "created", "modified", "active_key"];
 
 // ---- the lifecycle --------------------------------------------------------------------
 
 #[test]
 fn tour_of_the_lifecycle() {
     let ks = Ks::new();
-    ks.run(["group", "create", "backups", "--description", "nightly"])
-        .ok();
+    ks.run(["group", "create", "backups", "--description", "nightly"]).ok();
     let created = ks.run(["key", "create", "backups", "k1"]).ok().text();
     assert!(created.contains("prelive"), "{created}");
 
     // prelive: no encryption yet (no active key in the group).
-    ks.run(["encrypt", "--group", "backups"])
-        .stdin("x")
-        .fails(6)
-        .says(&["no active key"]);
+    ks.run(["encrypt", "--group", "backups"]).stdin("x").fails(6).says(&["no active key"]);
     ks.run(["key", "set-state", "backups", "k1", "active"]).ok();
 
     // stdin -> stdout round trip.
-    let sealed = ks
-        .run(["encrypt", "--group", "backups"])
-        .stdin("old backup")
-        .ok()
-        .stdout;
+    let sealed = ks.run(["encrypt", "--group", "backups"]).stdin("old backup").ok().stdout;
     assert_ne!(sealed, b"old backup");
-    assert_eq!(
-        ks.run(["decrypt"]).stdin(sealed.clone()).ok().stdout,
-        b"old backup"
-    );
+    assert_eq!(ks.run(["decrypt"]).stdin(sealed.clone()).ok().stdout, b"old backup");
 
     // A second active key bumps the first to inactive.
-    let bump = ks
-        .run(["key", "create", "backups", "k2", "--state", "active"])
-        .ok()
-        .text();
+    let bump = ks.run(["key", "create", "backups", "k2", "--state", "active"]).ok().text();
     assert!(bump.contains("k1") && bump.contains("inactive"), "{bump}");
     let list = ks.run(["key", "list"]).ok().text();
     let header = list.lines().next().unwrap();
     for column in ["NAME", "GROUP", "STATE", "TAG", "RECOVERABLE", "MODIFIED"] {
         assert!(header.contains(column), "{list}");
     }
-    assert!(
-        list.lines()
-            .any(|l| l.starts_with("k1 ") && l.contains("inactive")),
-        "{list}"
-    );
-    assert!(
-        list.lines()
-            .any(|l| l.starts_with("k2 ") && l.contains("active")),
-        "{list}"
-    );
+    assert!(list.lines().any(|l| l.starts_with("k1 ") && l.contains("inactive")), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("k2 ") && l.contains("active")), "{list}");
     let groups = ks.run(["group", "list"]).ok().text();
-    assert!(
-        groups
-            .lines()
-            .any(|l| l.starts_with("backups ") && l.contains(" k2 ")),
-        "{groups}"
-    );
+    assert!(groups.lines().any(|l| l.starts_with("backups ") && l.contains(" k2 ")), "{groups}");
 
     // Old data still decrypts with the inactive key; new data uses k2.
-    assert_eq!(
-        ks.run(["decrypt"]).stdin(sealed.clone()).ok().stdout,
-        b"old backup"
-    );
+    assert_eq!(ks.run(["decrypt"]).stdin(sealed.clone()).ok().stdout, b"old backup");
 
     // Deprecated: every use refused, with the state and the operation named.
-    ks.run(["key", "set-state", "backups", "k1", "deprecated"])
-        .ok();
+    ks.run(["key", "set-state", "backups", "k1", "deprecated"]).ok();
     assert_eq!(state_of(&ks, "backups", "k1"), "deprecated");
-    ks.run(["decrypt"])
-        .stdin(sealed.clone())
-        .fails(6)
-        .says(&["deprecated", "decrypt"]);
-    ks.run(["key", "set-state", "backups", "k1", "inactive"])
-        .ok();
-    assert_eq!(
-        ks.run(["decrypt"]).stdin(sealed.clone()).ok().stdout,
-        b"old backup"
-    );
+    ks.run(["decrypt"]).stdin(sealed.clone()).fails(6).says(&["deprecated", "decrypt"]);
+    ks.run(["key", "set-state", "backups", "k1", "inactive"]).ok();
+    assert_eq!(ks.run(["decrypt"]).stdin(sealed.clone()).ok().stdout, b"old backup");
 
     // Two steps to delete: deprecated -> terminated -> delete; then its data is unknown.
-    ks.run(["key", "set-state", "backups", "k1", "deprecated"])
-        .ok();
-    ks.run(["key", "set-state", "backups", "k1", "terminated"])
-        .ok();
+    ks.run(["key", "set-state", "backups", "k1", "deprecated"]).ok();
+    ks.run(["key", "set-state", "backups", "k1", "terminated"]).ok();
     ks.run(["key", "delete", "backups", "k1"]).ok();
-    ks.run(["decrypt"])
-        .stdin(sealed)
-        .fails(3)
-        .says(&["no key with tag"]);
+    ks.run(["decrypt"]).stdin(sealed).fails(3).says(&["no key with tag"]);
 
     // Renames and descriptions.
-    ks.run([
-        "key",
-        "modify",
-        "backups",
-        "k2",
-        "--name",
-        "current",
-        "-d",
-        "rotated monthly",
-    ])
-    .ok();
-    ks.run(["group", "modify", "backups", "--name", "nightly"])
-        .ok();
-    let key = ks
-        .run(["--json", "key", "show", "nightly", "current"])
-        .ok()
-        .json();
+    ks.run(["key", "modify", "backups", "k2", "--name", "current", "-d", "rotated monthly"]).ok();
+    ks.run(["group", "modify", "backups", "--name", "nightly"]).ok();
+    let key = ks.run(["--json", "key", "show", "nightly", "current"]).ok().json();
     assert_eq!(key["description"], "rotated monthly");
     assert_eq!(key["group"], "nightly");
 }
@@ -409,70 +281,27 @@ fn files_of_several_mib_round_trip_byte_for_byte() {
     let ks = Ks::with_active_key();
     // 3 MiB and a bit: not a multiple of the 1 MiB streaming block nor of any chunk size.
     let plain = noise(3 * 1024 * 1024 + 12_345, 7);
-    let (src, enc, dec) = (
-        ks.file("plain.bin"),
-        ks.file("sealed.bin"),
-        ks.file("plain.out"),
-    );
+    let (src, enc, dec) = (ks.file("plain.bin"), ks.file("sealed.bin"), ks.file("plain.out"));
     std::fs::write(&src, &plain).unwrap();
 
-    let done = ks
-        .run(["encrypt", "-g", "g", "--aad", "image-17"])
-        .arg("-i")
-        .arg(&src)
-        .arg("-o")
-        .arg(&enc)
-        .ok();
+    let done = ks.run(["encrypt", "-g", "g", "--aad", "image-17"]).arg("-i").arg(&src).arg("-o").arg(&enc).ok();
     assert!(done.text().contains("encrypted"), "{}", done.describe());
-    ks.run(["decrypt", "--aad", "image-17"])
-        .arg("-i")
-        .arg(&enc)
-        .arg("-o")
-        .arg(&dec)
-        .ok();
-    assert!(
-        std::fs::read(&dec).unwrap() == plain,
-        "decrypted file differs from the original"
-    );
+    ks.run(["decrypt", "--aad", "image-17"]).arg("-i").arg(&enc).arg("-o").arg(&dec).ok();
+    assert!(std::fs::read(&dec).unwrap() == plain, "decrypted file differs from the original");
 
     // The same data through stdin/stdout, and files mixed with pipes.
-    let sealed = ks
-        .run(["encrypt", "-g", "g"])
-        .stdin(plain.clone())
-        .ok()
-        .stdout;
-    assert!(
-        ks.run(["decrypt"]).stdin(sealed).ok().stdout == plain,
-        "stdin/stdout round trip differs"
-    );
-    let piped = ks
-        .run(["decrypt", "--aad", "image-17", "-o", "-"])
-        .arg("-i")
-        .arg(&enc)
-        .ok()
-        .stdout;
+    let sealed = ks.run(["encrypt", "-g", "g"]).stdin(plain.clone()).ok().stdout;
+    assert!(ks.run(["decrypt"]).stdin(sealed).ok().stdout == plain, "stdin/stdout round trip differs");
+    let piped = ks.run(["decrypt", "--aad", "image-17", "-o", "-"]).arg("-i").arg(&enc).ok().stdout;
     assert!(piped == plain, "file -> stdout round trip differs");
 
     // Wrong associated data is an integrity failure.
-    ks.run(["decrypt", "--aad", "image-18"])
-        .arg("-i")
-        .arg(&enc)
-        .fails(9);
+    ks.run(["decrypt", "--aad", "image-18"]).arg("-i").arg(&enc).fails(9);
 
     // --json reports the byte counts of a file output.
-    let summary = ks
-        .run(["--json", "encrypt", "-g", "g"])
-        .arg("-i")
-        .arg(&src)
-        .arg("-o")
-        .arg(&enc)
-        .ok()
-        .json();
+    let summary = ks.run(["--json", "encrypt", "-g", "g"]).arg("-i").arg(&src).arg("-o").arg(&enc).ok().json();
     assert_eq!(summary["bytes_read"], plain.len() as u64);
-    assert_eq!(
-        summary["bytes_written"],
-        std::fs::metadata(&enc).unwrap().len()
-    );
+    assert_eq!(summary["bytes_written"], std::fs::metadata(&enc).unwrap().len());
 }
 
 #[test]
@@ -488,19 +317,7 @@ fn empty_input_round_trips() {
 #[test]
 fn json_groups_have_the_contract_fields() {
     let ks = Ks::new();
-    let group = ks
-        .run([
-            "--json",
-            "group",
-            "create",
-            "g",
-            "--cipher",
-            "AES_128_GCM",
-            "-d",
-            "d1",
-        ])
-        .ok()
-        .json();
+    let group = ks.run(["--json", "group", "create", "g", "--cipher", "AES_128_GCM", "-d", "d1"]).ok().json();
     assert_eq!(keys_of(&group), sorted(&GROUP_FIELDS));
     assert_eq!(group["name"], "g");
     assert_eq!(group["cipher"], "AES_128_GCM");
@@ -510,8 +327,7 @@ fn json_groups_have_the_contract_fields() {
     assert_rfc3339(&group["created"]);
     assert_rfc3339(&group["modified"]);
 
-    ks.run(["key", "create", "g", "k", "--state", "active"])
-        .ok();
+    ks.run(["key", "create", "g", "k", "--state", "active"]).ok();
     let shown = ks.run(["group", "show", "g", "--json"]).ok().json();
     assert_eq!(shown["active_key"], "k");
     assert_eq!(shown["tag"], group["tag"]);
@@ -525,20 +341,14 @@ fn json_groups_have_the_contract_fields() {
     }
 
     let deleted = ks.run(["--json", "group", "delete", "h"]).ok().json();
-    assert_eq!(
-        deleted,
-        serde_json::json!({ "group": "h", "deleted": true })
-    );
+    assert_eq!(deleted, serde_json::json!({ "group": "h", "deleted": true }));
 }
 
 #[test]
 fn json_keys_have_the_contract_fields() {
     let ks = Ks::new();
     ks.run(["group", "create", "g"]).ok();
-    let key = ks
-        .run(["--json", "key", "create", "g", "k1", "-d", "first"])
-        .ok()
-        .json();
+    let key = ks.run(["--json", "key", "create", "g", "k1", "-d", "first"]).ok().json();
     assert_eq!(keys_of(&key), sorted(&KEY_FIELDS));
     assert_eq!(key["name"], "k1");
     assert_eq!(key["group"], "g");
@@ -548,18 +358,9 @@ fn json_keys_have_the_contract_fields() {
     assert_rfc3339(&key["created"]);
     assert_rfc3339(&key["modified"]);
     let tag = key["tag"].as_str().unwrap().to_string();
-    assert!(
-        tag.len() == 32
-            && tag
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
-        "{tag}"
-    );
+    assert!(tag.len() == 32 && tag.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{tag}");
 
-    let moved = ks
-        .run(["--json", "key", "set-state", "g", "k1", "active"])
-        .ok()
-        .json();
+    let moved = ks.run(["--json", "key", "set-state", "g", "k1", "active"]).ok().json();
     assert_eq!(keys_of(&moved), sorted(&KEY_FIELDS));
     assert_eq!(moved["state"], "active");
 
@@ -569,48 +370,26 @@ fn json_keys_have_the_contract_fields() {
 
     ks.run(["key", "create", "g", "k2"]).ok();
     let list = ks.run(["--json", "key", "list"]).ok().json();
-    let names: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["k1", "k2"]);
-    let prelive = ks
-        .run([
-            "--json", "key", "list", "--state", "prelive", "--group", "g",
-        ])
-        .ok()
-        .json();
+    let prelive = ks.run(["--json", "key", "list", "--state", "prelive", "--group", "g"]).ok().json();
     assert_eq!(prelive.as_array().unwrap().len(), 1);
     assert_eq!(prelive[0]["name"], "k2");
 
     let deleted = ks.run(["--json", "key", "delete", "g", "k2"]).ok().json();
-    assert_eq!(
-        deleted,
-        serde_json::json!({ "group": "g", "key": "k2", "deleted": true })
-    );
+    assert_eq!(deleted, serde_json::json!({ "group": "g", "key": "k2", "deleted": true }));
 }
 
 #[test]
 fn json_stats_and_init() {
     let ks = Ks::empty();
-    let init = ks
-        .run([
-            "--json", "init", "--hmk-id", "hmk-test", "--kpk-id", "kpk-test",
-        ])
-        .ok()
-        .json();
+    let init = ks.run(["--json", "init", "--hmk-id", "hmk-test", "--kpk-id", "kpk-test"]).ok().json();
     assert_eq!(init["hmk_id"], "hmk-test");
     assert_eq!(init["kpk_id"], "kpk-test");
-    assert_eq!(
-        init["hmk_file"].as_str().unwrap(),
-        format!("{}.hmk", ks.path.display())
-    );
+    assert_eq!(init["hmk_file"].as_str().unwrap(), format!("{}.hmk", ks.path.display()));
 
     ks.run(["group", "create", "g"]).ok();
-    ks.run(["key", "create", "g", "a", "--state", "active"])
-        .ok();
+    ks.run(["key", "create", "g", "a", "--state", "active"]).ok();
     ks.run(["key", "create", "g", "b"]).ok();
     let stats = ks.run(["--json", "stats"]).ok().json();
     assert_eq!(stats["groups"], 1);
@@ -623,19 +402,13 @@ fn json_stats_and_init() {
     assert_eq!(stats["hmk_id"], "hmk-test");
 
     let text = ks.run(["stats"]).ok().text();
-    assert!(
-        text.contains("hmk-test") && text.contains("active 1"),
-        "{text}"
-    );
+    assert!(text.contains("hmk-test") && text.contains("active 1"), "{text}");
 }
 
 #[test]
 fn json_errors_go_to_stdout_with_their_code() {
     let ks = Ks::new();
-    let done = ks
-        .run(["--json", "group", "show", "nope"])
-        .fails(3)
-        .says(&["nope"]);
+    let done = ks.run(["--json", "group", "show", "nope"]).fails(3).says(&["nope"]);
     let error = done.json();
     assert_eq!(error["error"]["code"], "NOT_FOUND");
     assert!(error["error"]["message"].as_str().unwrap().contains("nope"));
@@ -648,17 +421,11 @@ fn not_found_exits_3() {
     let ks = Ks::with_active_key();
     ks.run(["group", "show", "nope"]).fails(3).says(&["nope"]);
     ks.run(["key", "show", "g", "nope"]).fails(3);
-    ks.run(["key", "show", "--tag", "00000000000000000000000000000000"])
-        .fails(3);
+    ks.run(["key", "show", "--tag", "00000000000000000000000000000000"]).fails(3);
     ks.run(["encrypt", "-g", "nope"]).stdin("x").fails(3);
     ks.run(["decrypt", "-i"]).arg(ks.file("missing")).fails(3);
     // No keystore at that path.
-    bare()
-        .arg("--keystore")
-        .arg(ks.file("other.db"))
-        .arg("stats")
-        .fails(3)
-        .says(&["other.db"]);
+    bare().arg("--keystore").arg(ks.file("other.db")).arg("stats").fails(3).says(&["other.db"]);
 }
 
 #[test]
@@ -673,15 +440,10 @@ fn already_exists_exits_4() {
 fn invalid_transition_exits_5() {
     let ks = Ks::with_active_key();
     ks.run(["key", "create", "g", "p"]).ok();
-    ks.run(["key", "set-state", "g", "p", "inactive"])
-        .fails(5)
-        .says(&["prelive", "inactive"]);
-    ks.run(["key", "set-state", "g", "k1", "deprecated"])
-        .fails(5)
-        .says(&["active", "deprecated"]);
+    ks.run(["key", "set-state", "g", "p", "inactive"]).fails(5).says(&["prelive", "inactive"]);
+    ks.run(["key", "set-state", "g", "k1", "deprecated"]).fails(5).says(&["active", "deprecated"]);
     ks.run(["key", "set-state", "g", "k1", "prelive"]).fails(5);
-    ks.run(["key", "create", "g", "x", "--state", "inactive"])
-        .fails(5);
+    ks.run(["key", "create", "g", "x", "--state", "inactive"]).fails(5);
     // Staying put is a no-op, not an error.
     ks.run(["key", "set-state", "g", "k1", "active"]).ok();
 }
@@ -693,23 +455,15 @@ fn key_unusable_exits_6_naming_state_and_operation() {
     ks.run(["key", "set-state", "g", "k1", "inactive"]).ok();
     ks.run(["encrypt", "-g", "g"]).stdin("data").fails(6);
     ks.run(["key", "set-state", "g", "k1", "deprecated"]).ok();
-    ks.run(["decrypt"])
-        .stdin(sealed.clone())
-        .fails(6)
-        .says(&["deprecated", "decrypt"]);
+    ks.run(["decrypt"]).stdin(sealed.clone()).fails(6).says(&["deprecated", "decrypt"]);
     ks.run(["key", "set-state", "g", "k1", "terminated"]).ok();
-    ks.run(["decrypt"])
-        .stdin(sealed)
-        .fails(6)
-        .says(&["terminated", "decrypt"]);
+    ks.run(["decrypt"]).stdin(sealed).fails(6).says(&["terminated", "decrypt"]);
 }
 
 #[test]
 fn not_deletable_exits_7() {
     let ks = Ks::with_active_key();
-    ks.run(["key", "delete", "g", "k1"])
-        .fails(7)
-        .says(&["active"]);
+    ks.run(["key", "delete", "g", "k1"]).fails(7).says(&["active"]);
     ks.run(["group", "delete", "g"]).fails(7);
     // prelive keys and terminated keys may go; then the empty group.
     ks.run(["key", "create", "g", "p"]).ok();
@@ -719,38 +473,20 @@ fn not_deletable_exits_7() {
 #[test]
 fn integrity_exits_9_and_decrypt_leaves_no_output_file() {
     let ks = Ks::with_active_key();
-    let (src, enc, bad, out) = (
-        ks.file("p"),
-        ks.file("c"),
-        ks.file("bad"),
-        ks.file("out.txt"),
-    );
+    let (src, enc, bad, out) = (ks.file("p"), ks.file("c"), ks.file("bad"), ks.file("out.txt"));
     std::fs::write(&src, noise(2 * 1024 * 1024 + 77, 3)).unwrap();
-    ks.run(["encrypt", "-g", "g"])
-        .arg("-i")
-        .arg(&src)
-        .arg("-o")
-        .arg(&enc)
-        .ok();
+    ks.run(["encrypt", "-g", "g"]).arg("-i").arg(&src).arg("-o").arg(&enc).ok();
 
     let mut sealed = std::fs::read(&enc).unwrap();
     let at = sealed.len() - 1000; // in the last chunk: earlier chunks are fine
     sealed[at] ^= 0x40;
     std::fs::write(&bad, &sealed).unwrap();
-    ks.run(["decrypt", "-i"])
-        .arg(&bad)
-        .arg("-o")
-        .arg(&out)
-        .fails(9);
+    ks.run(["decrypt", "-i"]).arg(&bad).arg("-o").arg(&out).fails(9);
     assert!(!out.exists(), "decrypt left a plaintext file behind");
 
     // Truncated: also refused, and no temporary files left in the directory.
     std::fs::write(&bad, &sealed[..sealed.len() / 2]).unwrap();
-    ks.run(["decrypt", "-i"])
-        .arg(&bad)
-        .arg("-o")
-        .arg(&out)
-        .fails(9);
+    ks.run(["decrypt", "-i"]).arg(&bad).arg("-o").arg(&out).fails(9);
     assert!(!out.exists());
     let leftovers: Vec<_> = std::fs::read_dir(ks.dir.path())
         .unwrap()
@@ -761,11 +497,7 @@ fn integrity_exits_9_and_decrypt_leaves_no_output_file() {
 
     // An existing output file is left as it was when decryption fails.
     std::fs::write(&out, "previous").unwrap();
-    ks.run(["decrypt", "-i"])
-        .arg(&bad)
-        .arg("-o")
-        .arg(&out)
-        .fails(9);
+    ks.run(["decrypt", "-i"]).arg(&bad).arg("-o").arg(&out).fails(9);
     assert_eq!(std::fs::read(&out).unwrap(), b"previous");
 }
 
@@ -773,11 +505,8 @@ fn integrity_exits_9_and_decrypt_leaves_no_output_file() {
 fn quiesced_exits_10_until_unquiesced() {
     let ks = Ks::with_active_key();
     ks.run(["quiesce"]).ok();
-    ks.run(["group", "create", "h"])
-        .fails(10)
-        .says(&["quiesced"]);
-    ks.run(["key", "set-state", "g", "k1", "inactive"])
-        .fails(10);
+    ks.run(["group", "create", "h"]).fails(10).says(&["quiesced"]);
+    ks.run(["key", "set-state", "g", "k1", "inactive"]).fails(10);
     // Reads and data still work.
     ks.run(["key", "list"]).ok();
     let sealed = ks.run(["encrypt", "-g", "g"]).stdin("d").ok().stdout;
@@ -790,28 +519,18 @@ fn quiesced_exits_10_until_unquiesced() {
 #[test]
 fn invalid_arguments_exit_11() {
     let ks = Ks::with_active_key();
-    ks.run(["key", "set-state", "g", "k1", "bogus"])
-        .fails(11)
-        .says(&["bogus"]);
+    ks.run(["key", "set-state", "g", "k1", "bogus"]).fails(11).says(&["bogus"]);
     ks.run(["key", "list", "--state", "Active!"]).fails(11);
     ks.run(["group", "create", ""]).fails(11).says(&["empty"]);
-    ks.run(["group", "create", "h", "--cipher", "DES"])
-        .fails(11)
-        .says(&["DES"]);
+    ks.run(["group", "create", "h", "--cipher", "DES"]).fails(11).says(&["DES"]);
     ks.run(["key", "create", "g", ""]).fails(11);
     ks.run(["key", "show", "--tag", "not-a-tag"]).fails(11);
     #[cfg(unix)]
     {
         use std::os::unix::ffi::OsStringExt;
         let bad = OsString::from_vec(vec![b'k', 0xff, b'!']);
-        ks.run(["key", "create", "g"])
-            .arg(&bad)
-            .fails(11)
-            .says(&["UTF-8"]);
-        ks.run(["group", "create"])
-            .arg(&bad)
-            .fails(11)
-            .says(&["UTF-8"]);
+        ks.run(["key", "create", "g"]).arg(&bad).fails(11).says(&["UTF-8"]);
+        ks.run(["group", "create"]).arg(&bad).fails(11).says(&["UTF-8"]);
     }
 }
 
@@ -831,10 +550,7 @@ fn storage_errors_exit_12() {
     let ks = Ks::with_active_key();
     let not_a_dir = ks.file("plain-file");
     std::fs::write(&not_a_dir, "x").unwrap();
-    ks.run(["encrypt", "-g", "g", "-o"])
-        .arg(not_a_dir.join("out"))
-        .stdin("data")
-        .fails(12);
+    ks.run(["encrypt", "-g", "g", "-o"]).arg(not_a_dir.join("out")).stdin("data").fails(12);
 }
 
 // ---- pass phrases -----------------------------------------------------------------------
@@ -842,75 +558,35 @@ fn storage_errors_exit_12() {
 #[test]
 fn passphrase_keystore_reopens_with_the_same_env_and_refuses_a_wrong_one() {
     let ks = Ks::empty();
-    let with = |cmd: Cmd, hmk: &str, kpk: &str| {
-        cmd.env("KEYSTATE_HMK_PASSPHRASE", hmk)
-            .env("KEYSTATE_KPK_PASSPHRASE", kpk)
-    };
-    with(
-        ks.run(["init", "--hmk-passphrase", "--kpk-passphrase"]),
-        "hmk words",
-        "kpk words",
-    )
-    .ok();
-    assert!(
-        !ks.file("keys.db.hmk").exists() && !ks.file("keys.db.kpk").exists(),
-        "no key files for pass phrases"
-    );
+    let with =
+        |cmd: Cmd, hmk: &str, kpk: &str| cmd.env("KEYSTATE_HMK_PASSPHRASE", hmk).env("KEYSTATE_KPK_PASSPHRASE", kpk);
+    with(ks.run(["init", "--hmk-passphrase", "--kpk-passphrase"]), "hmk words", "kpk words").ok();
+    assert!(!ks.file("keys.db.hmk").exists() && !ks.file("keys.db.kpk").exists(), "no key files for pass phrases");
 
     with(ks.run(["group", "create", "g"]), "hmk words", "kpk words").ok();
-    with(
-        ks.run(["key", "create", "g", "k", "--state", "active"]),
-        "hmk words",
-        "kpk words",
-    )
-    .ok();
-    let sealed = with(ks.run(["encrypt", "-g", "g"]), "hmk words", "kpk words")
-        .stdin("x")
-        .ok()
-        .stdout;
-    assert_eq!(
-        with(ks.run(["decrypt"]), "hmk words", "kpk words")
-            .stdin(sealed)
-            .ok()
-            .stdout,
-        b"x"
-    );
+    with(ks.run(["key", "create", "g", "k", "--state", "active"]), "hmk words", "kpk words").ok();
+    let sealed = with(ks.run(["encrypt", "-g", "g"]), "hmk words", "kpk words").stdin("x").ok().stdout;
+    assert_eq!(with(ks.run(["decrypt"]), "hmk words", "kpk words").stdin(sealed).ok().stdout, b"x");
 
-    with(ks.run(["stats"]), "wrong", "kpk words")
-        .fails(8)
-        .says(&["HMK"]);
-    with(ks.run(["stats"]), "hmk words", "wrong")
-        .fails(8)
-        .says(&["KPK"]);
+    with(ks.run(["stats"]), "wrong", "kpk words").fails(8).says(&["HMK"]);
+    with(ks.run(["stats"]), "hmk words", "wrong").fails(8).says(&["KPK"]);
 
     // Without the variables: one line of stdin each, HMK then KPK.
     ks.run(["key", "list"]).stdin("hmk words\nkpk words\n").ok();
     ks.run(["key", "list"]).stdin("wrong\nkpk words\n").fails(8);
     // No variable, no terminal and nothing on stdin: say how to give it.
-    ks.run(["key", "list"])
-        .fails(11)
-        .says(&["KEYSTATE_HMK_PASSPHRASE"]);
+    ks.run(["key", "list"]).fails(11).says(&["KEYSTATE_HMK_PASSPHRASE"]);
     // Stdin carries the data: the pass phrase must come from the environment.
-    ks.run(["encrypt", "-g", "g"])
-        .stdin("hmk words\nkpk words\n")
-        .fails(11)
-        .says(&["KEYSTATE_HMK_PASSPHRASE"]);
+    ks.run(["encrypt", "-g", "g"]).stdin("hmk words\nkpk words\n").fails(11).says(&["KEYSTATE_HMK_PASSPHRASE"]);
 }
 
 #[test]
 fn random_keystore_refuses_a_pass_phrase_it_does_not_need() {
     let ks = Ks::new();
-    ks.run(["stats"])
-        .env("KEYSTATE_HMK_PASSPHRASE", "x")
-        .fails(11)
-        .says(&["random key"]);
+    ks.run(["stats"]).env("KEYSTATE_HMK_PASSPHRASE", "x").fails(11).says(&["random key"]);
     // init without --hmk-passphrase while the variable is set: refused, nothing created.
     let other = Ks::empty();
-    other
-        .run(["init"])
-        .env("KEYSTATE_HMK_PASSPHRASE", "x")
-        .fails(11)
-        .says(&["--hmk-passphrase"]);
+    other.run(["init"]).env("KEYSTATE_HMK_PASSPHRASE", "x").fails(11).says(&["--hmk-passphrase"]);
     assert!(!other.path.exists());
 }
 
@@ -919,26 +595,13 @@ fn key_passphrase_from_a_stdin_line_and_recovery() {
     let ks = Ks::new();
     ks.run(["group", "create", "g"]).ok();
     let key = ks
-        .run([
-            "--json",
-            "key",
-            "create",
-            "g",
-            "pk",
-            "--passphrase",
-            "--state",
-            "active",
-        ])
+        .run(["--json", "key", "create", "g", "pk", "--passphrase", "--state", "active"])
         .stdin("secret\n")
         .ok()
         .json();
     assert_eq!(key["recoverable"], true);
     let tag = key["tag"].as_str().unwrap().to_string();
-    let sealed = ks
-        .run(["encrypt", "-g", "g"])
-        .stdin("before deletion")
-        .ok()
-        .stdout;
+    let sealed = ks.run(["encrypt", "-g", "g"]).stdin("before deletion").ok().stdout;
 
     for state in ["inactive", "deprecated", "terminated"] {
         ks.run(["key", "set-state", "g", "pk", state]).ok();
@@ -947,43 +610,27 @@ fn key_passphrase_from_a_stdin_line_and_recovery() {
     ks.run(["decrypt"]).stdin(sealed.clone()).fails(3);
 
     // Wrong pass phrase (from the environment, then from stdin): refused with 8.
-    ks.run(["key", "recover", "g", "pk", "--tag", &tag])
-        .env("KEYSTATE_PASSPHRASE", "Secret")
-        .fails(8);
-    ks.run(["key", "recover", "g", "pk", "--tag", &tag])
-        .stdin("nope\n")
-        .fails(8);
+    ks.run(["key", "recover", "g", "pk", "--tag", &tag]).env("KEYSTATE_PASSPHRASE", "Secret").fails(8);
+    ks.run(["key", "recover", "g", "pk", "--tag", &tag]).stdin("nope\n").fails(8);
     // Right one, from stdin: the key is back (inactive by default) and decrypts old data.
-    let back = ks
-        .run(["--json", "key", "recover", "g", "pk", "--tag", &tag])
-        .stdin("secret\n")
-        .ok()
-        .json();
+    let back = ks.run(["--json", "key", "recover", "g", "pk", "--tag", &tag]).stdin("secret\n").ok().json();
     assert_eq!(back["tag"], tag.as_str());
     assert_eq!(back["state"], "inactive");
-    assert_eq!(
-        ks.run(["decrypt"]).stdin(sealed).ok().stdout,
-        b"before deletion"
-    );
+    assert_eq!(ks.run(["decrypt"]).stdin(sealed).ok().stdout, b"before deletion");
     // A tag that is still in use cannot be recovered twice.
-    ks.run(["key", "recover", "g", "pk2", "--tag", &tag])
-        .env("KEYSTATE_PASSPHRASE", "secret")
-        .fails(4);
+    ks.run(["key", "recover", "g", "pk2", "--tag", &tag]).env("KEYSTATE_PASSPHRASE", "secret").fails(4);
 }
 
 #[test]
 fn random_keys_cannot_be_recovered() {
     let ks = Ks::with_active_key();
     let tag = tag_of(&ks, "g", "k1");
-    ks.run(["key", "create", "g", "k2", "--state", "active"])
-        .ok();
+    ks.run(["key", "create", "g", "k2", "--state", "active"]).ok();
     for state in ["deprecated", "terminated"] {
         ks.run(["key", "set-state", "g", "k1", state]).ok();
     }
     ks.run(["key", "delete", "g", "k1"]).ok();
-    ks.run(["key", "recover", "g", "k1", "--tag", &tag])
-        .env("KEYSTATE_PASSPHRASE", "anything")
-        .fails(8);
+    ks.run(["key", "recover", "g", "k1", "--tag", &tag]).env("KEYSTATE_PASSPHRASE", "anything").fails(8);
 }
 
 // ---- files and environment ----------------------------------------------------------------
@@ -996,11 +643,7 @@ fn keystore_and_key_files_are_private() {
     let text = ks.run(["stats"]).ok().text();
     assert!(text.contains("keys.db"), "{text}");
     for name in ["keys.db", "keys.db.hmk", "keys.db.kpk"] {
-        let mode = std::fs::metadata(ks.file(name))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
+        let mode = std::fs::metadata(ks.file(name)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
     }
 }
@@ -1010,11 +653,7 @@ fn init_says_where_the_key_files_are() {
     let ks = Ks::empty();
     let done = ks.run(["init"]).ok();
     let text = done.text();
-    assert!(
-        text.contains("keys.db.hmk") && text.contains("keys.db.kpk"),
-        "{}",
-        done.describe()
-    );
+    assert!(text.contains("keys.db.hmk") && text.contains("keys.db.kpk"), "{}", done.describe());
     assert!(text.contains("back up"), "{}", done.describe());
 }
 
@@ -1022,68 +661,32 @@ fn init_says_where_the_key_files_are() {
 fn keystore_path_from_the_environment() {
     let ks = Ks::empty();
     bare().env("KEYSTATE_KEYSTORE", &ks.path).arg("init").ok();
-    bare()
-        .env("KEYSTATE_KEYSTORE", &ks.path)
-        .args(["group", "create", "g"])
-        .ok();
-    let groups = bare()
-        .env("KEYSTATE_KEYSTORE", &ks.path)
-        .args(["--json", "group", "list"])
-        .ok()
-        .json();
+    bare().env("KEYSTATE_KEYSTORE", &ks.path).args(["group", "create", "g"]).ok();
+    let groups = bare().env("KEYSTATE_KEYSTORE", &ks.path).args(["--json", "group", "list"]).ok().json();
     assert_eq!(groups[0]["name"], "g");
     // --keystore wins over the variable.
     let other = Ks::new();
-    let groups = other
-        .run(["--json", "group", "list"])
-        .env("KEYSTATE_KEYSTORE", &ks.path)
-        .ok()
-        .json();
+    let groups = other.run(["--json", "group", "list"]).env("KEYSTATE_KEYSTORE", &ks.path).ok().json();
     assert_eq!(groups, serde_json::json!([]));
 }
 
 #[test]
 fn policy_needs_no_keystore_and_states_the_rules() {
     let text = bare().arg("policy").ok().text();
-    assert!(
-        text.contains("prelive") && text.contains("terminated"),
-        "{text}"
-    );
+    assert!(text.contains("prelive") && text.contains("terminated"), "{text}");
     let json = bare().args(["policy", "--json"]).ok().json();
-    assert_eq!(
-        json["transitions"]["prelive"],
-        serde_json::json!(["prelive", "active"])
-    );
-    assert_eq!(
-        json["transitions"]["inactive"],
-        serde_json::json!(["active", "inactive", "deprecated"])
-    );
-    assert_eq!(
-        json["operations"]["active"],
-        serde_json::json!(["encrypt", "decrypt"])
-    );
-    assert_eq!(
-        json["operations"]["inactive"],
-        serde_json::json!(["decrypt"])
-    );
+    assert_eq!(json["transitions"]["prelive"], serde_json::json!(["prelive", "active"]));
+    assert_eq!(json["transitions"]["inactive"], serde_json::json!(["active", "inactive", "deprecated"]));
+    assert_eq!(json["operations"]["active"], serde_json::json!(["encrypt", "decrypt"]));
+    assert_eq!(json["operations"]["inactive"], serde_json::json!(["decrypt"]));
     assert_eq!(json["operations"]["deprecated"], serde_json::json!([]));
-    assert_eq!(
-        json["operations"]["terminated"],
-        serde_json::json!(["delete"])
-    );
+    assert_eq!(json["operations"]["terminated"], serde_json::json!(["delete"]));
 }
 
 #[test]
 fn help_documents_the_exit_codes() {
     let text = bare().arg("--help").ok().text();
-    for line in [
-        "0  success",
-        "2  usage",
-        "3  not found",
-        "6  key unusable",
-        "9  integrity",
-        "12  storage",
-    ] {
+    for line in ["0  success", "2  usage", "3  not found", "6  key unusable", "9  integrity", "12  storage"] {
         assert!(text.contains(line), "help lacks {line:?}\n{text}");
     }
     assert!(text.contains("KEYSTATE_PASSPHRASE"), "{text}");

@@ -13,8 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use keystate::{Error, ErrorKind, Result};
 
 /// A streaming library call: input, output, progress (input bytes so far).
-pub type Stream<'a> =
-    dyn FnOnce(&mut dyn Read, &mut dyn Write, &mut dyn FnMut(u64)) -> Result<u64> + 'a;
+pub type Stream<'a> = dyn FnOnce(&mut dyn Read, &mut dyn Write, &mut dyn FnMut(u64)) -> Result<u64> + 'a;
 
 /// Where the data comes from and goes to; `None` (or `-`) is stdin/stdout.
 pub struct Ends<'a> {
@@ -25,10 +24,7 @@ pub struct Ends<'a> {
 impl<'a> Ends<'a> {
     pub fn new(input: Option<&'a Path>, output: Option<&'a Path>) -> Ends<'a> {
         let not_dash = |p: &&Path| p.as_os_str() != "-";
-        Ends {
-            input: input.filter(not_dash),
-            output: output.filter(not_dash),
-        }
+        Ends { input: input.filter(not_dash), output: output.filter(not_dash) }
     }
 
     /// Does standard input carry the data?
@@ -51,9 +47,7 @@ impl<'a> Ends<'a> {
                 (Box::new(file), size)
             }
         };
-        let bar = size
-            .filter(|_| std::io::stderr().is_terminal())
-            .map(progress_bar);
+        let bar = size.filter(|_| std::io::stderr().is_terminal()).map(progress_bar);
         let mut progress = |n: u64| {
             if let Some(bar) = &bar {
                 bar.set_position(n);
@@ -102,18 +96,10 @@ fn to_stdout(
     progress: &mut dyn FnMut(u64),
     written: &mut u64,
 ) -> Result<u64> {
-    let stdout = Counting {
-        inner: std::io::stdout().lock(),
-        count: written,
-    };
+    let stdout = Counting { inner: std::io::stdout().lock(), count: written };
     let mut out = BufWriter::with_capacity(1 << 16, stdout);
     let n = stream(input, &mut out, progress)?;
-    out.flush().map_err(|e| {
-        Error::new(
-            ErrorKind::Storage,
-            format!("writing to standard output: {e}"),
-        )
-    })?;
+    out.flush().map_err(|e| Error::new(ErrorKind::Storage, format!("writing to standard output: {e}")))?;
     Ok(n)
 }
 
@@ -132,9 +118,8 @@ fn to_file(
 }
 
 fn progress_bar(len: u64) -> ProgressBar {
-    let style =
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
     ProgressBar::new(len).with_style(style)
 }
 

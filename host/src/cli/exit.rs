@@ -116,16 +116,11 @@ mod tests {
 
     #[test]
     fn every_error_kind_has_its_own_code() {
-        let mut codes: Vec<u8> = ErrorKind::ALL
-            .iter()
-            .map(|&k| ExitCode::of(k).code())
-            .collect();
+        let mut codes: Vec<u8> = ErrorKind::ALL.iter().map(|&k| ExitCode::of(k).code()).collect();
         codes.sort();
         codes.dedup();
         assert_eq!(codes.len(), ErrorKind::ALL.len());
-        assert!(
-            !codes.contains(&ExitCode::Success.code()) && !codes.contains(&ExitCode::Usage.code())
-        );
+        assert!(!codes.contains(&ExitCode::Success.code()) && !codes.contains(&ExitCode::Usage.code()));
     }
 
     #[test]

@@ -17,8 +17,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use keystate::{
-    Cipher, CreateOptions, Error, ErrorKind, KeyState, Keystore, Result, allowed_operations,
-    can_transition,
+    Cipher, CreateOptions, Error, ErrorKind, KeyState, Keystore, Result, allowed_operations, can_transition,
 };
 use serde_json::json;
 
@@ -45,13 +44,7 @@ its HMK/KPK pass phrase only if it was created with one.";
 #[command(name = "keystate", version, after_help = after_help(), max_term_width = 100)]
 pub struct Cli {
     /// The keystore file (every command but `policy` needs one).
-    #[arg(
-        long,
-        short = 'k',
-        env = "KEYSTATE_KEYSTORE",
-        value_name = "PATH",
-        global = true
-    )]
+    #[arg(long, short = 'k', env = "KEYSTATE_KEYSTORE", value_name = "PATH", global = true)]
     pub keystore: Option<PathBuf>,
 
     /// Print results as JSON on stdout (errors too, as {"error": {"code", "message"}}).
@@ -313,9 +306,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let Some(path) = cli.keystore else {
         return policy(out); // parse_args let only `policy` through without a keystore
     };
-    let sources = Sources {
-        stdin_is_data: stdin_is_data(&cli.command),
-    };
+    let sources = Sources { stdin_is_data: stdin_is_data(&cli.command) };
     match cli.command {
         Command::Policy => policy(out),
         Command::Init(args) => init(&path, args, sources, out),
@@ -330,9 +321,7 @@ pub use output::error as report;
 
 fn stdin_is_data(command: &Command) -> bool {
     match command {
-        Command::Encrypt(EncryptArgs { io, .. }) | Command::Decrypt(DecryptArgs { io }) => {
-            io.ends().stdin_is_data()
-        }
+        Command::Encrypt(EncryptArgs { io, .. }) | Command::Decrypt(DecryptArgs { io }) => io.ends().stdin_is_data(),
         _ => false,
     }
 }
@@ -346,32 +335,24 @@ fn execute(ks: &Keystore, command: Command, sources: Sources, out: Output) -> Re
             let group = utf8(&args.group, "group name")?;
             let aad = bytes(&args.io.aad)?;
             let ends = args.io.ends();
-            let moved = ends.run(Box::new(|input, output, progress| {
-                ks.encrypt_stream(group, input, output, aad, progress)
-            }))?;
+            let moved =
+                ends.run(Box::new(|input, output, progress| ks.encrypt_stream(group, input, output, aad, progress)))?;
             data_done(out, &ends, "encrypted", moved)
         }
         Command::Decrypt(args) => {
             let aad = bytes(&args.io.aad)?;
             let ends = args.io.ends();
-            let moved = ends.run(Box::new(|input, output, progress| {
-                ks.decrypt_stream(input, output, aad, progress)
-            }))?;
+            let moved =
+                ends.run(Box::new(|input, output, progress| ks.decrypt_stream(input, output, aad, progress)))?;
             data_done(out, &ends, "decrypted", moved)
         }
         Command::Quiesce => {
             ks.quiesce()?;
-            out.done(
-                "keystore quiesced: read-only until `keystate unquiesce`",
-                json!({ "quiesced": true }),
-            )
+            out.done("keystore quiesced: read-only until `keystate unquiesce`", json!({ "quiesced": true }))
         }
         Command::Unquiesce => {
             ks.unquiesce()?;
-            out.done(
-                "keystore unquiesced: writable again",
-                json!({ "quiesced": false }),
-            )
+            out.done("keystore unquiesced: writable again", json!({ "quiesced": false }))
         }
         Command::Stats => out.stats(&ks.stats()?, &ks.faults()?),
         Command::Init(_) | Command::Policy => unreachable!("handled before the keystore is opened"),
@@ -380,25 +361,13 @@ fn execute(ks: &Keystore, command: Command, sources: Sources, out: Output) -> Re
 
 fn execute_group(ks: &Keystore, command: GroupCommand, out: Output) -> Result<()> {
     match command {
-        GroupCommand::Create {
-            name,
-            cipher,
-            description,
-        } => {
+        GroupCommand::Create { name, cipher, description } => {
             let cipher: Cipher = utf8(&cipher, "cipher")?.parse()?;
-            out.group(&ks.create_group(
-                utf8(&name, "group name")?,
-                cipher,
-                utf8(&description, "description")?,
-            )?)
+            out.group(&ks.create_group(utf8(&name, "group name")?, cipher, utf8(&description, "description")?)?)
         }
         GroupCommand::List => out.groups(&ks.groups()?),
         GroupCommand::Show { name } => out.group(&ks.group(utf8(&name, "group name")?)?),
-        GroupCommand::Modify {
-            name,
-            new_name,
-            description,
-        } => {
+        GroupCommand::Modify { name, new_name, description } => {
             let new_name = utf8_opt(&new_name, "new group name")?;
             let description = utf8_opt(&description, "description")?;
             out.group(&ks.modify_group(utf8(&name, "group name")?, new_name, description)?)
@@ -406,42 +375,24 @@ fn execute_group(ks: &Keystore, command: GroupCommand, out: Output) -> Result<()
         GroupCommand::Delete { name } => {
             let name = utf8(&name, "group name")?;
             ks.delete_group(name)?;
-            out.done(
-                &format!("deleted group {name:?}"),
-                json!({ "group": name, "deleted": true }),
-            )
+            out.done(&format!("deleted group {name:?}"), json!({ "group": name, "deleted": true }))
         }
     }
 }
 
 fn execute_key(ks: &Keystore, command: KeyCommand, sources: Sources, out: Output) -> Result<()> {
     match command {
-        KeyCommand::Create {
-            group,
-            name,
-            state,
-            passphrase,
-            description,
-        } => {
+        KeyCommand::Create { group, name, state, passphrase, description } => {
             let (group, name) = (utf8(&group, "group name")?, utf8(&name, "key name")?);
             let state = parse_state(&state)?;
             let description = utf8(&description, "description")?;
             let bumped = active_key(ks, group, state);
-            let passphrase = passphrase
-                .then(|| sources.get(secrets::KEY, Fresh::New))
-                .transpose()?;
-            let key = ks.create_key(
-                group,
-                name,
-                state,
-                passphrase.as_deref().map(String::as_str),
-                description,
-            )?;
+            let passphrase = passphrase.then(|| sources.get(secrets::KEY, Fresh::New)).transpose()?;
+            let key = ks.create_key(group, name, state, passphrase.as_deref().map(String::as_str), description)?;
             out.key(&key)?;
             note_bump(out, group, bumped, &key.name)?;
             match key.recoverable {
-                true => out
-                    .note("keep this tag with the pass phrase: `keystate key recover` needs both"),
+                true => out.note("keep this tag with the pass phrase: `keystate key recover` needs both"),
                 false => Ok(()),
             }
         }
@@ -452,9 +403,7 @@ fn execute_key(ks: &Keystore, command: KeyCommand, sources: Sources, out: Output
         }
         KeyCommand::Show { group, name, tag } => match (tag, group, name) {
             (Some(tag), _, _) => out.key(&ks.key_by_tag(utf8(&tag, "tag")?)?),
-            (None, Some(group), Some(name)) => {
-                out.key(&ks.key(utf8(&group, "group name")?, utf8(&name, "key name")?)?)
-            }
+            (None, Some(group), Some(name)) => out.key(&ks.key(utf8(&group, "group name")?, utf8(&name, "key name")?)?),
             _ => unreachable!("clap requires group and name without --tag"),
         },
         KeyCommand::SetState { group, name, state } => {
@@ -466,26 +415,13 @@ fn execute_key(ks: &Keystore, command: KeyCommand, sources: Sources, out: Output
             if out.is_json() {
                 return out.key(&key);
             }
-            out.note(&format!(
-                "key {name:?} in group {group:?}: {before} -> {}",
-                key.state
-            ))?;
+            out.note(&format!("key {name:?} in group {group:?}: {before} -> {}", key.state))?;
             note_bump(out, group, bumped, name)
         }
-        KeyCommand::Modify {
-            group,
-            name,
-            new_name,
-            description,
-        } => {
+        KeyCommand::Modify { group, name, new_name, description } => {
             let new_name = utf8_opt(&new_name, "new key name")?;
             let description = utf8_opt(&description, "description")?;
-            out.key(&ks.modify_key(
-                utf8(&group, "group name")?,
-                utf8(&name, "key name")?,
-                new_name,
-                description,
-            )?)
+            out.key(&ks.modify_key(utf8(&group, "group name")?, utf8(&name, "key name")?, new_name, description)?)
         }
         KeyCommand::Delete { group, name } => {
             let (group, name) = (utf8(&group, "group name")?, utf8(&name, "key name")?);
@@ -495,12 +431,7 @@ fn execute_key(ks: &Keystore, command: KeyCommand, sources: Sources, out: Output
                 json!({ "group": group, "key": name, "deleted": true }),
             )
         }
-        KeyCommand::Recover {
-            group,
-            name,
-            tag,
-            state,
-        } => {
+        KeyCommand::Recover { group, name, tag, state } => {
             let (group, name) = (utf8(&group, "group name")?, utf8(&name, "key name")?);
             let (tag, state) = (utf8(&tag, "tag")?, parse_state(&state)?);
             let bumped = active_key(ks, group, state);
@@ -514,18 +445,8 @@ fn execute_key(ks: &Keystore, command: KeyCommand, sources: Sources, out: Output
 
 /// `keystate init`: create the keystore, then say where its keys are.
 fn init(path: &Path, args: InitArgs, sources: Sources, out: Output) -> Result<()> {
-    let hmk = new_keystore_secret(
-        args.hmk_passphrase,
-        secrets::HMK,
-        "--hmk-passphrase",
-        sources,
-    )?;
-    let kpk = new_keystore_secret(
-        args.kpk_passphrase,
-        secrets::KPK,
-        "--kpk-passphrase",
-        sources,
-    )?;
+    let hmk = new_keystore_secret(args.hmk_passphrase, secrets::HMK, "--hmk-passphrase", sources)?;
+    let kpk = new_keystore_secret(args.kpk_passphrase, secrets::KPK, "--kpk-passphrase", sources)?;
     let options = CreateOptions {
         hmk_passphrase: hmk.as_deref().map(String::as_str),
         kpk_passphrase: kpk.as_deref().map(String::as_str),
@@ -591,10 +512,7 @@ fn new_keystore_secret(
 
 /// `keystate policy`: learned from the library, not restated here.
 fn policy(out: Output) -> Result<()> {
-    let mut policy = Policy {
-        transitions: Vec::new(),
-        operations: Vec::new(),
-    };
+    let mut policy = Policy { transitions: Vec::new(), operations: Vec::new() };
     for from in KeyState::ALL {
         let mut to = Vec::new();
         for state in KeyState::ALL {
@@ -628,9 +546,9 @@ fn active_key(ks: &Keystore, group: &str, state: KeyState) -> Option<String> {
 
 fn note_bump(out: Output, group: &str, bumped: Option<String>, activated: &str) -> Result<()> {
     match bumped {
-        Some(old) if old != activated => out.note(&format!(
-            "key {old:?} in group {group:?}: active -> inactive (one active key per group)"
-        )),
+        Some(old) if old != activated => {
+            out.note(&format!("key {old:?} in group {group:?}: active -> inactive (one active key per group)"))
+        }
         _ => Ok(()),
     }
 }
@@ -642,10 +560,7 @@ fn parse_state(state: &OsString) -> Result<KeyState> {
 /// A command-line value that must be UTF-8 (names, states, tags, IDs).
 fn utf8<'a>(value: &'a OsString, what: &str) -> Result<&'a str> {
     value.to_str().ok_or_else(|| {
-        Error::new(
-            ErrorKind::InvalidArgument,
-            format!("the {what} {value:?} is not valid UTF-8: use UTF-8 text"),
-        )
+        Error::new(ErrorKind::InvalidArgument, format!("the {what} {value:?} is not valid UTF-8: use UTF-8 text"))
     })
 }
 
@@ -665,4 +580,3 @@ fn bytes(value: &OsString) -> Result<&[u8]> {
         utf8(value, "associated data").map(str::as_bytes)
     }
 }
-

@@ -5,9 +5,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use keystate::{
-    Error, ErrorKind, GroupInfo, KeyInfo, KeyState, Operation, Result, RowFault, Stats, format_time,
-};
+use keystate::{Error, ErrorKind, GroupInfo, KeyInfo, KeyState, Operation, Result, RowFault, Stats, format_time};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -39,10 +37,7 @@ impl Output {
             fields(&[
                 ("name", group.name.clone()),
                 ("cipher", group.cipher.to_string()),
-                (
-                    "active key",
-                    group.active_key.clone().unwrap_or_else(|| "-".into()),
-                ),
+                ("active key", group.active_key.clone().unwrap_or_else(|| "-".into())),
                 ("tag", group.tag.clone()),
                 ("description", group.description.clone()),
                 ("created", format_time(group.created)),
@@ -131,19 +126,12 @@ impl Output {
     /// `keystate policy`: the transition table and the operations per state.
     pub fn policy(self, policy: &Policy) -> Result<()> {
         if self.json {
-            let transitions: serde_json::Map<String, Value> = policy
-                .transitions
-                .iter()
-                .map(|(from, to)| (from.to_string(), json!(to)))
-                .collect();
-            let operations: serde_json::Map<String, Value> = policy
-                .operations
-                .iter()
-                .map(|(state, ops)| (state.to_string(), json!(ops)))
-                .collect();
+            let transitions: serde_json::Map<String, Value> =
+                policy.transitions.iter().map(|(from, to)| (from.to_string(), json!(to))).collect();
+            let operations: serde_json::Map<String, Value> =
+                policy.operations.iter().map(|(state, ops)| (state.to_string(), json!(ops))).collect();
             let states: Vec<&str> = KeyState::ALL.iter().map(|s| s.as_str()).collect();
-            let value =
-                json!({ "states": states, "transitions": transitions, "operations": operations });
+            let value = json!({ "states": states, "transitions": transitions, "operations": operations });
             return print(&format!("{value}\n"));
         }
         let mut header = vec!["FROM \\ TO".to_string()];
@@ -153,15 +141,11 @@ impl Output {
             &header,
             policy.transitions.iter().map(|(from, to)| {
                 let mut row = vec![from.to_string()];
-                row.extend(
-                    KeyState::ALL
-                        .iter()
-                        .map(|s| match (s == from, to.contains(s)) {
-                            (true, _) => "=".to_string(),
-                            (false, true) => "yes".to_string(),
-                            (false, false) => "-".to_string(),
-                        }),
-                );
+                row.extend(KeyState::ALL.iter().map(|s| match (s == from, to.contains(s)) {
+                    (true, _) => "=".to_string(),
+                    (false, true) => "yes".to_string(),
+                    (false, false) => "-".to_string(),
+                }));
                 row
             }),
         );
@@ -173,11 +157,7 @@ impl Output {
             &header,
             policy.operations.iter().map(|(state, ops)| {
                 let mut row = vec![state.to_string()];
-                row.extend(
-                    all_ops
-                        .iter()
-                        .map(|o| if ops.contains(o) { "yes" } else { "-" }.to_string()),
-                );
+                row.extend(all_ops.iter().map(|o| if ops.contains(o) { "yes" } else { "-" }.to_string()));
                 row
             }),
         );
@@ -203,11 +183,7 @@ impl Output {
         }
     }
 
-    fn either<T: Serialize + ?Sized>(
-        self,
-        value: &T,
-        human: impl FnOnce() -> String,
-    ) -> Result<()> {
+    fn either<T: Serialize + ?Sized>(self, value: &T, human: impl FnOnce() -> String) -> Result<()> {
         match self.json {
             true => print(&format!("{}\n", to_value(value)?)),
             false => print(&human()),
@@ -230,16 +206,12 @@ fn print(text: &str) -> Result<()> {
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Error::new(
-            ErrorKind::Storage,
-            format!("writing to standard output: {e}"),
-        )),
+        Err(e) => Err(Error::new(ErrorKind::Storage, format!("writing to standard output: {e}"))),
     }
 }
 
 fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
-    serde_json::to_value(value)
-        .map_err(|e| Error::new(ErrorKind::Internal, format!("encoding JSON: {e}")))
+    serde_json::to_value(value).map_err(|e| Error::new(ErrorKind::Internal, format!("encoding JSON: {e}")))
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -258,9 +230,7 @@ fn fields(rows: &[(&str, String)]) -> String {
 
 /// Columns aligned on the widest cell; the last column is not padded.
 fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
-    let rows: Vec<Vec<String>> = std::iter::once(header.iter().map(|h| h.to_string()).collect())
-        .chain(rows)
-        .collect();
+    let rows: Vec<Vec<String>> = std::iter::once(header.iter().map(|h| h.to_string()).collect()).chain(rows).collect();
     let mut widths = vec![0; header.len()];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -21,18 +21,9 @@ pub struct Need {
     pub label: &'static str,
 }
 
-pub const HMK: Need = Need {
-    var: "KEYSTATE_HMK_PASSPHRASE",
-    label: "HMK pass phrase",
-};
-pub const KPK: Need = Need {
-    var: "KEYSTATE_KPK_PASSPHRASE",
-    label: "KPK pass phrase",
-};
-pub const KEY: Need = Need {
-    var: "KEYSTATE_PASSPHRASE",
-    label: "key pass phrase",
-};
+pub const HMK: Need = Need { var: "KEYSTATE_HMK_PASSPHRASE", label: "HMK pass phrase" };
+pub const KPK: Need = Need { var: "KEYSTATE_KPK_PASSPHRASE", label: "KPK pass phrase" };
+pub const KEY: Need = Need { var: "KEYSTATE_PASSPHRASE", label: "key pass phrase" };
 
 /// Is the pass phrase new (asked twice on a terminal) or one to check?
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,21 +95,13 @@ fn prompt(need: Need, fresh: Fresh) -> Result<Passphrase> {
     let ask = |prompt: String| {
         rpassword::prompt_password(prompt)
             .map(Zeroizing::new)
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Storage,
-                    format!("reading the {} from the terminal: {e}", need.label),
-                )
-            })
+            .map_err(|e| Error::new(ErrorKind::Storage, format!("reading the {} from the terminal: {e}", need.label)))
     };
     let first = ask(format!("{}: ", capitalized(need.label)))?;
     if fresh == Fresh::New {
         let again = ask(format!("{} (again): ", capitalized(need.label)))?;
         if *first != *again {
-            return Err(invalid(format!(
-                "the two {}s differ: nothing was changed",
-                need.label
-            )));
+            return Err(invalid(format!("the two {}s differ: nothing was changed", need.label)));
         }
     }
     Ok(first)
@@ -127,12 +110,10 @@ fn prompt(need: Need, fresh: Fresh) -> Result<Passphrase> {
 /// One line of standard input, without its line ending.
 fn read_line(need: Need) -> Result<Passphrase> {
     let mut line = Zeroizing::new(String::new());
-    let n = std::io::stdin().lock().read_line(&mut line).map_err(|e| {
-        Error::new(
-            ErrorKind::Storage,
-            format!("reading the {} from standard input: {e}", need.label),
-        )
-    })?;
+    let n = std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::new(ErrorKind::Storage, format!("reading the {} from standard input: {e}", need.label)))?;
     if n == 0 {
         return Err(invalid(format!(
             "the {} is needed: set {}, run on a terminal to be prompted, or give it as a line on standard input",
@@ -146,10 +127,7 @@ fn read_line(need: Need) -> Result<Passphrase> {
 
 fn capitalized(text: &str) -> String {
     let mut chars = text.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 fn invalid(message: String) -> Error {

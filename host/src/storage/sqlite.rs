@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 
 use super::{Backend, ChangeSet, Changes, Row};
 use crate::error::{Error, ErrorKind, Result};
@@ -42,7 +42,9 @@ fn sql_error(path: &Path, what: &str, e: rusqlite::Error) -> Error {
     let hint = match e.sqlite_error_code() {
         Some(ErrorCode::DiskFull) => " (the disk is full)",
         Some(ErrorCode::ReadOnly) => " (the keystore file is read-only)",
-        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => " (another process holds the keystore locked)",
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
+            " (another process holds the keystore locked)"
+        }
         Some(ErrorCode::NotADatabase) => " (this file is not a keystate keystore)",
         _ => "",
     };
@@ -224,7 +226,9 @@ impl Backend for Sqlite {
                         "UPDATE rows SET version = ?2, seq = ?3, body = ?4
                          WHERE id = ?1 AND version = ?5 AND body IS NOT NULL",
                     )
-                    .and_then(|mut s| s.execute(params![row.id, row.version as i64, seq, row.body, row.version as i64 - 1]))
+                    .and_then(|mut s| {
+                        s.execute(params![row.id, row.version as i64, seq, row.body, row.version as i64 - 1])
+                    })
             }
             .map_err(self.err("writing a row"))?;
             if n != 1 {
@@ -234,7 +238,9 @@ impl Backend for Sqlite {
         for (id, version) in &changes.deletes {
             let n = self
                 .conn
-                .prepare_cached("UPDATE rows SET body = NULL, seq = ?2 WHERE id = ?1 AND version = ?3 AND body IS NOT NULL")
+                .prepare_cached(
+                    "UPDATE rows SET body = NULL, seq = ?2 WHERE id = ?1 AND version = ?3 AND body IS NOT NULL",
+                )
                 .and_then(|mut s| s.execute(params![id, seq, *version as i64]))
                 .map_err(self.err("deleting a row"))?;
             if n != 1 {
