@@ -19,6 +19,6 @@ fi
 step "Rust tests: guest (native), host through wasmtime + SQLite, CLI end to end"
 cargo test --workspace --locked
 
-step "the tour (README's first command)"
-bash scripts/tour.sh >/dev/null
+step "the tour (README's first command), with the binary the tests built"
+KEYSTATE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/keystate" bash scripts/tour.sh >/dev/null
 echo "tour: ok"

@@ -6,9 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
-echo "==> building the keystate CLI" >&2
-cargo build -p keystate --bin keystate >&2
-bin="${CARGO_TARGET_DIR:-$repo/target}/debug/keystate"
+# KEYSTATE_BIN: a keystate binary already built (the test script passes the
+# one its test build made, so the tour does not build it again).
+bin="${KEYSTATE_BIN:-}"
+if [ -z "$bin" ]; then
+    echo "==> building the keystate CLI" >&2
+    cargo build -p keystate --bin keystate >&2
+    bin="${CARGO_TARGET_DIR:-$repo/target}/debug/keystate"
+fi
 [ -x "$bin" ] || { echo "tour: no binary at $bin" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/keystate-tour.XXXXXX")
