@@ -402,7 +402,7 @@ impl Keystore {
     }
 
     /// Encrypt a stream of any size in bounded memory; `progress` gets the
-    /// number of bytes read from `input` so far, as does the return value.
+    /// number of bytes read from `input` so far. Returns the bytes written.
     pub fn encrypt_stream(
         &self,
         group: &str,
@@ -417,7 +417,7 @@ impl Keystore {
     /// Decrypt a stream of any size in bounded memory. Plaintext is written as
     /// it is authenticated chunk by chunk; only a successful return proves the
     /// data was complete, so on error discard what was written. `progress`
-    /// and the return value count bytes read from `input` (ciphertext).
+    /// counts bytes read from `input`; returns the plaintext bytes written.
     pub fn decrypt_stream(
         &self,
         input: &mut dyn Read,
@@ -428,7 +428,7 @@ impl Keystore {
         self.stream(input, output, progress, |g| g.begin_decrypt(aad), false)
     }
 
-    /// Encrypt a file; `dst` appears only once it is complete.
+    /// Encrypt a file; `dst` appears only once it is complete. Returns its size.
     pub fn encrypt_file(&self, group: &str, src: impl AsRef<Path>, dst: impl AsRef<Path>, aad: &[u8]) -> Result<u64> {
         with_files(src.as_ref(), dst.as_ref(), |input, output| {
             self.encrypt_stream(group, input, output, aad, &mut |_| {})
@@ -436,6 +436,7 @@ impl Keystore {
     }
 
     /// Decrypt a file; `dst` appears only if the whole file authenticated.
+    /// Returns the plaintext size.
     pub fn decrypt_file(&self, src: impl AsRef<Path>, dst: impl AsRef<Path>, aad: &[u8]) -> Result<u64> {
         with_files(src.as_ref(), dst.as_ref(), |input, output| self.decrypt_stream(input, output, aad, &mut |_| {}))
     }
@@ -453,17 +454,18 @@ impl Keystore {
         inner.catch_up()?;
         let handle = begin(&mut inner.guest)?;
         let mut buf = vec![0u8; STREAM_BLOCK];
-        let mut total = 0u64;
+        let (mut read, mut written) = (0u64, 0u64);
         let result = (|| loop {
             let n = read_full(input, &mut buf)?;
-            total += n as u64;
+            read += n as u64;
             let last = n < buf.len();
             let out = inner.guest.stream(handle, encrypting, &buf[..n], last)?;
             output.write_all(&out).map_err(|e| Error::storage("writing output", e))?;
-            progress(total);
+            written += out.len() as u64;
+            progress(read);
             if last {
                 output.flush().map_err(|e| Error::storage("writing output", e))?;
-                return Ok(total);
+                return Ok(written);
             }
         })();
         if result.is_err() {
