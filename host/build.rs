@@ -10,7 +10,8 @@ use std::process::Command;
 fn main() {
     let host_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = host_dir.parent().unwrap();
-    for input in ["guest/src", "guest/Cargo.toml", "wit", "Cargo.lock"] {
+    // The root manifest holds `[profile.guest]`, which shapes the component.
+    for input in ["guest/src", "guest/Cargo.toml", "wit", "Cargo.lock", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(input).display());
     }
     println!("cargo:rerun-if-env-changed=KEYSTATE_GUEST_TARGET_DIR");
@@ -36,7 +37,6 @@ fn build_guest(root: &Path, target_dir: &Path) -> Vec<u8> {
     // Flags meant for the host build must not leak into the wasm build.
     for var in [
         "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
         "CARGO_BUILD_RUSTFLAGS",
         "CARGO_TARGET_DIR",
         "CARGO_BUILD_TARGET",
@@ -46,6 +46,9 @@ fn build_guest(root: &Path, target_dir: &Path) -> Vec<u8> {
     ] {
         cmd.env_remove(var);
     }
+    // Reproducible bytes: panic locations name dependency sources by their
+    // absolute path under CARGO_HOME, which differs between machines.
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", format!("--remap-path-prefix={}=/cargo", cargo_home().display()));
     let status = cmd.status().expect("run cargo to build the guest");
     if !status.success() {
         panic!(
@@ -55,6 +58,13 @@ fn build_guest(root: &Path, target_dir: &Path) -> Vec<u8> {
     }
     let wasm = target_dir.join("wasm32-unknown-unknown/guest/keystate_guest.wasm");
     std::fs::read(&wasm).unwrap_or_else(|e| panic!("read {}: {e}", wasm.display()))
+}
+
+fn cargo_home() -> PathBuf {
+    env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from(".cargo"))
 }
 
 fn componentize(core: &[u8]) -> Vec<u8> {

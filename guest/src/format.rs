@@ -594,7 +594,7 @@ impl Decryptor {
         let index = body.next_index;
         if pending.is_empty() {
             return Err(integrity(format!(
-                "ciphertext truncated: the final chunk is missing (data ends after {index} full chunks)"
+                "ciphertext truncated: the final chunk is missing after {index} full chunk(s)"
             )));
         }
         if pending.len() < GCM_TAG_LEN {

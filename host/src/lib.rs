@@ -23,6 +23,7 @@ mod atomic_file;
 mod error;
 mod keyfile;
 mod keystore;
+pub mod raw;
 mod sandbox;
 mod storage;
 mod types;

@@ -1,7 +1,9 @@
 //! The sandbox: one wasmtime engine and one compiled component per process,
 //! one store and instance per open keystore. A store has a memory cap and an
 //! epoch deadline per call; a trap or a limit hit becomes an `Internal` error
-//! and the caller rebuilds the instance from storage.
+//! and the caller rebuilds the instance from storage. What the component's one
+//! import (`keystate:kms/host`: time and entropy) answers comes from a
+//! [`HostEnv`], the operating system's ([`OsEnv`]) unless a test injects another.
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -9,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceAny};
+use wasmtime::component::{Component, HasSelf, Instance, Linker, ResourceAny};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -24,7 +26,7 @@ mod bindings {
 }
 
 pub(crate) use bindings::keystate::kms::types as wit;
-use bindings::{Keystate, KeystatePre};
+use bindings::{Keystate, KeystateIndices, KeystatePre};
 
 /// The component, built from `guest/` by build.rs.
 pub const COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/keystate.wasm"));
@@ -52,6 +54,9 @@ const MAX_RANDOM_REQUEST: u32 = 1 << 16;
 struct Runtime {
     engine: Engine,
     pre: KeystatePre<HostState>,
+    /// The typed exports' indices, looked up once (each instance gets both
+    /// the typed bindings and the untyped instance `raw` calls by name).
+    indices: KeystateIndices,
     ticker: Ticker,
 }
 
@@ -109,8 +114,9 @@ fn build_runtime() -> wasmtime::Result<Runtime> {
     let mut linker = Linker::new(&engine);
     Keystate::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     let pre = KeystatePre::new(linker.instantiate_pre(&component)?)?;
+    let indices = KeystateIndices::new(pre.instance_pre())?;
     let ticker = Ticker::start(engine.clone())?;
-    Ok(Runtime { engine, pre, ticker })
+    Ok(Runtime { engine, pre, indices, ticker })
 }
 
 /// Compiling the component with Cranelift costs tens of milliseconds (much more
@@ -159,14 +165,45 @@ fn write_atomically(dir: &std::path::Path, path: &std::path::Path, bytes: &[u8])
     std::fs::rename(&tmp, path)
 }
 
+/// What the component's one import, `keystate:kms/host`, answers: wall-clock
+/// time and entropy. Every keystore uses [`OsEnv`]; a test or a conformance
+/// run injects a deterministic one through [`raw::Instance`](crate::raw::Instance).
+pub trait HostEnv: Send {
+    /// The import's `now`: wall-clock time in milliseconds since the Unix
+    /// epoch (UTC). The component stamps creation and modification times with it.
+    fn now(&mut self) -> u64;
+
+    /// The import's `random-bytes`: fill `buf` (at most 64 KiB) with
+    /// cryptographically secure random bytes. The component takes keys, salts
+    /// and nonces from it. An error makes the guest call trap, so the
+    /// operation fails with [`ErrorKind::Internal`] and changes nothing.
+    fn fill(&mut self, buf: &mut [u8]) -> std::io::Result<()>;
+}
+
+/// The operating system's clock and CSPRNG (`getrandom`): the [`HostEnv`] of
+/// every keystore.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OsEnv;
+
+impl HostEnv for OsEnv {
+    fn now(&mut self) -> u64 {
+        types::millis_now()
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        getrandom::fill(buf).map_err(|e| std::io::Error::other(format!("OS random source failed: {e}")))
+    }
+}
+
 /// Per-store host state: the limiter, and what the host import serves.
 pub(crate) struct HostState {
     limits: StoreLimits,
+    env: Box<dyn HostEnv>,
 }
 
 impl bindings::keystate::kms::host::Host for HostState {
     fn now(&mut self) -> wasmtime::Result<u64> {
-        Ok(types::millis_now())
+        Ok(self.env.now())
     }
 
     fn random_bytes(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {
@@ -174,7 +211,7 @@ impl bindings::keystate::kms::host::Host for HostState {
             wasmtime::bail!("guest asked for {len} random bytes (limit {MAX_RANDOM_REQUEST})");
         }
         let mut buf = vec![0u8; len as usize];
-        getrandom::fill(&mut buf).map_err(|e| wasmtime::format_err!("OS random source failed: {e}"))?;
+        self.env.fill(&mut buf).map_err(|e| wasmtime::format_err!("{e}"))?;
         Ok(buf)
     }
 }
@@ -185,6 +222,8 @@ impl wit::Host for HostState {}
 pub(crate) struct Guest {
     store: Store<HostState>,
     bindings: Keystate,
+    /// The same instance, for calls by export name (`raw`).
+    instance: Instance,
     deadline_ticks: u64,
     /// Set when a call trapped: the instance must not be used again.
     pub(crate) broken: bool,
@@ -194,29 +233,55 @@ type Call<T> = wasmtime::Result<std::result::Result<T, wit::Error>>;
 
 impl Guest {
     pub(crate) fn new(limits: Limits) -> Result<Guest> {
+        Guest::with_env(limits, Box::new(OsEnv))
+    }
+
+    /// An instance whose host import answers from `env`.
+    pub(crate) fn with_env(limits: Limits, env: Box<dyn HostEnv>) -> Result<Guest> {
         let rt = runtime()?;
         let state = HostState {
             limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).trap_on_grow_failure(true).build(),
+            env,
         };
         let mut store = Store::new(&rt.engine, state);
         store.limiter(|s| &mut s.limits);
         let deadline_ticks = (limits.call_deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(deadline_ticks);
-        let bindings = rt.pre.instantiate(&mut store).map_err(|e| {
-            Error::new(ErrorKind::Internal, format!("cannot instantiate the keystate component: {e:#}"))
-        })?;
-        Ok(Guest { store, bindings, deadline_ticks, broken: false })
+        let (instance, bindings) = rt
+            .pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .and_then(|instance| Ok((instance, rt.indices.load(&mut store, &instance)?)))
+            .map_err(|e| {
+                Error::new(ErrorKind::Internal, format!("cannot instantiate the keystate component: {e:#}"))
+            })?;
+        Ok(Guest { store, bindings, instance, deadline_ticks, broken: false })
     }
 
     /// Run one call into the guest with a fresh deadline; a trap marks the
     /// instance broken and becomes an `Internal` error.
     fn run<T>(&mut self, f: impl FnOnce(&Keystate, &mut Store<HostState>) -> wasmtime::Result<T>) -> Result<T> {
+        self.enter(|bindings, _, store| f(bindings, store))
+    }
+
+    /// `run` for calls by export name, on the untyped instance (`raw`).
+    pub(crate) fn run_raw<T>(
+        &mut self,
+        f: impl FnOnce(&Instance, &mut Store<HostState>) -> wasmtime::Result<T>,
+    ) -> Result<T> {
+        self.enter(|_, instance, store| f(instance, store))
+    }
+
+    fn enter<T>(
+        &mut self,
+        f: impl FnOnce(&Keystate, &Instance, &mut Store<HostState>) -> wasmtime::Result<T>,
+    ) -> Result<T> {
         if self.broken {
             return Err(Error::new(ErrorKind::Internal, "the keystate component instance is broken"));
         }
         self.store.set_epoch_deadline(self.deadline_ticks);
         let ticker = &runtime()?.ticker;
-        ticker.during(|| f(&self.bindings, &mut self.store)).map_err(|e| {
+        ticker.during(|| f(&self.bindings, &self.instance, &mut self.store)).map_err(|e| {
             self.broken = true;
             let why = match e.downcast_ref::<wasmtime::Trap>() {
                 Some(wasmtime::Trap::Interrupt) => "it ran past its time limit".to_string(),
@@ -497,6 +562,12 @@ fn key_in(k: wit::KeyInfo) -> KeyInfo {
         modified: types::time_from_millis(k.modified),
         recoverable: k.recoverable,
     }
+}
+
+/// The engine and the compiled component of this process (`raw::functions`).
+pub(crate) fn engine_and_component() -> Result<(&'static Engine, &'static Component)> {
+    let rt = runtime()?;
+    Ok((&rt.engine, rt.pre.instance_pre().component()))
 }
 
 /// The import names of the built component, e.g. `keystate:kms/host@0.1.0`.
