@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every test of keystate. Installs what it needs on a fresh machine:
-# the wasm32-unknown-unknown target the component is built for.
+# Every test of keystate. Installs what it needs on a fresh machine: the
+# wasm32-unknown-unknown target, the npm packages (jco, fast-check,
+# TypeScript) and the Python venvs (maturin, pytest, hypothesis, wasmtime-py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,9 +17,18 @@ if cargo fmt --version >/dev/null 2>&1; then
     cargo fmt --all -- --check
 fi
 
-step "Rust tests: guest (native), host through wasmtime + SQLite, CLI end to end"
+step "Rust: guest (native), host through wasmtime + SQLite, CLI end to end, conformance vectors"
 cargo test --workspace --locked
 
 step "the tour (README's first command), with the binary the tests built"
 KEYSTATE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/keystate" bash scripts/tour.sh >/dev/null
 echo "tour: ok"
+
+step "foreign hosts: the component in jco (plain Node) and wasmtime-py"
+bash tests/foreign/run.sh
+
+step "Node package"
+bash bindings/node/test.sh
+
+step "Python package"
+bash bindings/python/test.sh

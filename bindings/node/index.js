@@ -1,0 +1,364 @@
+'use strict'
+// keystate for Node: the loader of the native addon (keystate.node, built by
+// build.js from src/) and the JavaScript-side pieces: KeystateError, the
+// KeyState and Cipher constants, option objects and Date conversion.
+// Every rule comes from the component through the addon; nothing here decides one.
+
+const { fileURLToPath } = require('node:url')
+
+const native = loadAddon()
+
+function loadAddon() {
+  try {
+    return require('./keystate.node')
+  } catch (e) {
+    if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).includes('keystate.node')) {
+      throw new Error(`keystate: the native addon is not built; run \`npm run build\` in ${__dirname}`)
+    }
+    throw e
+  }
+}
+
+// ---- errors -------------------------------------------------------------------------
+
+/** Every error of keystate: `.code` says which kind (NOT_FOUND, KEY_UNUSABLE, ...). */
+class KeystateError extends Error {
+  constructor(code, message) {
+    super(message)
+    this.code = code
+  }
+}
+Object.defineProperty(KeystateError.prototype, 'name', {
+  value: 'KeystateError',
+  writable: true,
+  configurable: true,
+})
+
+/** The codes the library's error kinds map to (`keystate::ErrorKind::code`). */
+const CODES = new Set(native.errorCodes())
+
+// The statuses napi-rs gives a native argument of the wrong JavaScript type.
+const NAPI_ARGUMENT_STATUSES = new Set([
+  'InvalidArg',
+  'ObjectExpected',
+  'StringExpected',
+  'NameExpected',
+  'FunctionExpected',
+  'NumberExpected',
+  'BooleanExpected',
+  'ArrayExpected',
+  'BigintExpected',
+  'DateExpected',
+  'ArrayBufferExpected',
+])
+
+/** A native error as a KeystateError; anything else unchanged. */
+function convert(e) {
+  if (e instanceof KeystateError || !(e instanceof Error) || typeof e.code !== 'string') return e
+  if (CODES.has(e.code)) return new KeystateError(e.code, e.message)
+  if (NAPI_ARGUMENT_STATUSES.has(e.code)) return new KeystateError('INVALID_ARGUMENT', e.message)
+  return e
+}
+
+function call(fn) {
+  try {
+    return fn()
+  } catch (e) {
+    throw convert(e)
+  }
+}
+
+async function callAsync(fn) {
+  try {
+    return await fn()
+  } catch (e) {
+    throw convert(e)
+  }
+}
+
+// ---- arguments ----------------------------------------------------------------------
+
+function invalid(message) {
+  return new KeystateError('INVALID_ARGUMENT', message)
+}
+
+function text(what, value) {
+  if (typeof value !== 'string') throw invalid(`${what} must be a string, not ${describe(value)}`)
+  return value
+}
+
+function optionalText(what, value) {
+  return value === undefined || value === null ? undefined : text(what, value)
+}
+
+function filePath(what, value) {
+  if (value instanceof URL) return fileURLToPath(value)
+  if (typeof value !== 'string') throw invalid(`${what} must be a path string or a file: URL, not ${describe(value)}`)
+  return value
+}
+
+/** Bytes as a Uint8Array view (Buffer and Uint8Array as they are; other views and ArrayBuffers are read as their bytes). */
+function bytes(what, value) {
+  if (value instanceof Uint8Array) return value
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
+  if (value instanceof ArrayBuffer) return new Uint8Array(value)
+  throw invalid(`${what} must be a Buffer or Uint8Array, not ${describe(value)}`)
+}
+
+function optionalBytes(what, value) {
+  return value === undefined || value === null ? undefined : bytes(what, value)
+}
+
+function options(what, value) {
+  if (value === undefined || value === null) return {}
+  if (typeof value !== 'object' || Array.isArray(value)) throw invalid(`${what} must be an object, not ${describe(value)}`)
+  return value
+}
+
+function describe(value) {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  return typeof value === 'object' ? `a ${value.constructor?.name ?? 'object'}` : `${typeof value} ${String(value).slice(0, 40)}`
+}
+
+// ---- values -------------------------------------------------------------------------
+
+function keyInfo(k) {
+  return {
+    tag: k.tag,
+    name: k.name,
+    group: k.group,
+    state: k.state,
+    description: k.description,
+    created: new Date(k.created),
+    modified: new Date(k.modified),
+    recoverable: k.recoverable,
+  }
+}
+
+function groupInfo(g) {
+  return {
+    tag: g.tag,
+    name: g.name,
+    cipher: g.cipher,
+    description: g.description,
+    created: new Date(g.created),
+    modified: new Date(g.modified),
+    activeKey: g.activeKey ?? null,
+  }
+}
+
+// ---- the keystore -------------------------------------------------------------------
+
+/** An open keystore. Make one with Keystore.create or Keystore.open. */
+class Keystore {
+  #handle
+
+  /** @private use Keystore.create or Keystore.open */
+  constructor(handle) {
+    if (!(handle instanceof native.KeystoreHandle)) {
+      throw new TypeError('keystate: use Keystore.create(path) or Keystore.open(path)')
+    }
+    this.#handle = handle
+  }
+
+  static #args(path, opts) {
+    const { hmkPassphrase, kpkPassphrase } = options('options', opts)
+    return [filePath('path', path), optionalText('hmkPassphrase', hmkPassphrase), optionalText('kpkPassphrase', kpkPassphrase)]
+  }
+
+  /** Create a keystore; without pass phrases the HMK and KPK are random keys in `<path>.hmk` / `<path>.kpk`. */
+  static create(path, opts) {
+    return new Keystore(call(() => native.KeystoreHandle.create(...Keystore.#args(path, opts))))
+  }
+
+  /** Open a keystore; without pass phrases the key files beside it are read. */
+  static open(path, opts) {
+    return new Keystore(call(() => native.KeystoreHandle.open(...Keystore.#args(path, opts))))
+  }
+
+  static async createAsync(path, opts) {
+    return new Keystore(await callAsync(() => native.KeystoreHandle.createAsync(...Keystore.#args(path, opts))))
+  }
+
+  static async openAsync(path, opts) {
+    return new Keystore(await callAsync(() => native.KeystoreHandle.openAsync(...Keystore.#args(path, opts))))
+  }
+
+  /** Let go of the keystore; later calls fail with INVALID_ARGUMENT. Calls already running finish. */
+  close() {
+    this.#handle.close()
+  }
+
+  get closed() {
+    return this.#handle.closed
+  }
+
+  // groups
+
+  createGroup(name, opts) {
+    const { cipher, description } = options('options', opts)
+    return groupInfo(call(() => this.#handle.createGroup(text('name', name), optionalText('cipher', cipher), optionalText('description', description))))
+  }
+
+  groups() {
+    return call(() => this.#handle.groups()).map(groupInfo)
+  }
+
+  group(name) {
+    return groupInfo(call(() => this.#handle.group(text('name', name))))
+  }
+
+  modifyGroup(name, changes) {
+    const { newName, description } = options('changes', changes)
+    return groupInfo(call(() => this.#handle.modifyGroup(text('name', name), optionalText('newName', newName), optionalText('description', description))))
+  }
+
+  deleteGroup(name) {
+    call(() => this.#handle.deleteGroup(text('name', name)))
+  }
+
+  // keys
+
+  static #keyArgs(group, name, opts) {
+    const { state, passphrase, description } = options('options', opts)
+    return [text('group', group), text('name', name), optionalText('state', state), optionalText('passphrase', passphrase), optionalText('description', description)]
+  }
+
+  createKey(group, name, opts) {
+    return keyInfo(call(() => this.#handle.createKey(...Keystore.#keyArgs(group, name, opts))))
+  }
+
+  /** createKey off the main thread (a pass phrase key costs an Argon2id run). */
+  async createKeyAsync(group, name, opts) {
+    return keyInfo(await callAsync(() => this.#handle.createKeyAsync(...Keystore.#keyArgs(group, name, opts))))
+  }
+
+  keys(filter) {
+    const { group, state } = options('filter', filter)
+    return call(() => this.#handle.keys(optionalText('group', group), optionalText('state', state))).map(keyInfo)
+  }
+
+  key(group, name) {
+    return keyInfo(call(() => this.#handle.key(text('group', group), text('name', name))))
+  }
+
+  keyByTag(tag) {
+    return keyInfo(call(() => this.#handle.keyByTag(text('tag', tag))))
+  }
+
+  setState(group, name, state) {
+    return keyInfo(call(() => this.#handle.setState(text('group', group), text('name', name), text('state', state))))
+  }
+
+  modifyKey(group, name, changes) {
+    const { newName, description } = options('changes', changes)
+    return keyInfo(call(() => this.#handle.modifyKey(text('group', group), text('name', name), optionalText('newName', newName), optionalText('description', description))))
+  }
+
+  deleteKey(group, name) {
+    call(() => this.#handle.deleteKey(text('group', group), text('name', name)))
+  }
+
+  static #recoverArgs(group, name, tag, passphrase, opts) {
+    const { state } = options('options', opts)
+    return [text('group', group), text('name', name), text('tag', tag), text('passphrase', passphrase), optionalText('state', state)]
+  }
+
+  recoverKey(group, name, tag, passphrase, opts) {
+    return keyInfo(call(() => this.#handle.recoverKey(...Keystore.#recoverArgs(group, name, tag, passphrase, opts))))
+  }
+
+  async recoverKeyAsync(group, name, tag, passphrase, opts) {
+    return keyInfo(await callAsync(() => this.#handle.recoverKeyAsync(...Keystore.#recoverArgs(group, name, tag, passphrase, opts))))
+  }
+
+  // data
+
+  encrypt(group, data, aad) {
+    return call(() => this.#handle.encrypt(text('group', group), bytes('data', data), optionalBytes('aad', aad)))
+  }
+
+  decrypt(ciphertext, aad) {
+    return call(() => this.#handle.decrypt(bytes('ciphertext', ciphertext), optionalBytes('aad', aad)))
+  }
+
+  /** encrypt on a pool thread. The input is read there, not copied (as with fs.write): do not change it before the promise settles. */
+  async encryptAsync(group, data, aad) {
+    return callAsync(() => this.#handle.encryptAsync(text('group', group), bytes('data', data), optionalBytes('aad', aad)))
+  }
+
+  async decryptAsync(ciphertext, aad) {
+    return callAsync(() => this.#handle.decryptAsync(bytes('ciphertext', ciphertext), optionalBytes('aad', aad)))
+  }
+
+  /** Encrypt a file of any size in bounded memory; `dst` appears only once complete. Returns the plaintext byte count. */
+  encryptFile(group, src, dst, aad) {
+    return call(() => this.#handle.encryptFile(text('group', group), filePath('src', src), filePath('dst', dst), optionalBytes('aad', aad)))
+  }
+
+  /** Decrypt a file; `dst` appears only if the whole file authenticated. Returns the plaintext byte count. */
+  decryptFile(src, dst, aad) {
+    return call(() => this.#handle.decryptFile(filePath('src', src), filePath('dst', dst), optionalBytes('aad', aad)))
+  }
+
+  async encryptFileAsync(group, src, dst, aad) {
+    return callAsync(() => this.#handle.encryptFileAsync(text('group', group), filePath('src', src), filePath('dst', dst), optionalBytes('aad', aad)))
+  }
+
+  async decryptFileAsync(src, dst, aad) {
+    return callAsync(() => this.#handle.decryptFileAsync(filePath('src', src), filePath('dst', dst), optionalBytes('aad', aad)))
+  }
+
+  // the keystore
+
+  quiesce() {
+    call(() => this.#handle.quiesce())
+  }
+
+  unquiesce() {
+    call(() => this.#handle.unquiesce())
+  }
+
+  stats() {
+    return call(() => this.#handle.stats())
+  }
+
+  faults() {
+    return call(() => this.#handle.faults())
+  }
+}
+
+// ---- the rule book and names --------------------------------------------------------
+
+/** May a key move from `from` to `to`? Staying put is allowed. */
+function canTransition(from, to) {
+  return call(() => native.canTransition(text('from', from), text('to', to)))
+}
+
+/** The operations a key in `state` allows: an array, a subset of ['encrypt', 'decrypt', 'delete'] in that order. */
+function allowedOperations(state) {
+  return call(() => native.allowedOperations(text('state', state)))
+}
+
+const pascal = (name) =>
+  name
+    .toLowerCase()
+    .split('_')
+    .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
+    .join('')
+
+/** KeyState.Active === 'active', ... */
+const KeyState = Object.freeze(Object.fromEntries(native.keyStates().map((s) => [pascal(s), s])))
+
+/** Cipher.Aes256Gcm === 'AES_256_GCM', ... */
+const Cipher = Object.freeze(Object.fromEntries(native.ciphers().map((c) => [pascal(c), c])))
+
+module.exports = {
+  Keystore,
+  KeystateError,
+  KeyState,
+  Cipher,
+  canTransition,
+  allowedOperations,
+}

@@ -1,0 +1,7 @@
+// ESM entry: the same module as index.js.
+import { createRequire } from 'node:module'
+
+const keystate = createRequire(import.meta.url)('./index.js')
+
+export const { Keystore, KeystateError, KeyState, Cipher, canTransition, allowedOperations } = keystate
+export default keystate

@@ -1,0 +1,139 @@
+//! Values crossing to JavaScript: the info records as plain objects with
+//! camelCase fields (times in milliseconds since the epoch; `index.js` makes
+//! them `Date`s), and state and cipher names parsed by the library, so an
+//! unknown name is the library's `INVALID_ARGUMENT`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use napi_derive::napi;
+
+use crate::error::{Result, from_keystate};
+
+/// A key record (never its key material).
+#[napi(object)]
+pub struct KeyInfo {
+    pub tag: String,
+    pub name: String,
+    pub group: String,
+    pub state: String,
+    pub description: String,
+    pub created: f64,
+    pub modified: f64,
+    pub recoverable: bool,
+}
+
+impl From<keystate::KeyInfo> for KeyInfo {
+    fn from(k: keystate::KeyInfo) -> KeyInfo {
+        KeyInfo {
+            tag: k.tag,
+            name: k.name,
+            group: k.group,
+            state: k.state.as_str().to_string(),
+            description: k.description,
+            created: millis(k.created),
+            modified: millis(k.modified),
+            recoverable: k.recoverable,
+        }
+    }
+}
+
+/// A key group.
+#[napi(object)]
+pub struct GroupInfo {
+    pub tag: String,
+    pub name: String,
+    pub cipher: String,
+    pub description: String,
+    pub created: f64,
+    pub modified: f64,
+    pub active_key: Option<String>,
+}
+
+impl From<keystate::GroupInfo> for GroupInfo {
+    fn from(g: keystate::GroupInfo) -> GroupInfo {
+        GroupInfo {
+            tag: g.tag,
+            name: g.name,
+            cipher: g.cipher.as_str().to_string(),
+            description: g.description,
+            created: millis(g.created),
+            modified: millis(g.modified),
+            active_key: g.active_key,
+        }
+    }
+}
+
+/// Keys per state.
+#[napi(object)]
+pub struct StateCounts {
+    pub prelive: u32,
+    pub active: u32,
+    pub inactive: u32,
+    pub deprecated: u32,
+    pub terminated: u32,
+}
+
+/// Counts over a keystore.
+#[napi(object)]
+pub struct Stats {
+    pub groups: u32,
+    pub keys: u32,
+    pub states: StateCounts,
+    pub corrupt_rows: u32,
+    pub quiesced: bool,
+    pub hmk_id: String,
+    pub kpk_id: String,
+    pub format_version: u32,
+    pub path: String,
+}
+
+impl From<keystate::Stats> for Stats {
+    fn from(s: keystate::Stats) -> Stats {
+        let count = |state: keystate::KeyState| s.states.get(state.as_str()).copied().unwrap_or(0);
+        Stats {
+            groups: s.groups,
+            keys: s.keys,
+            states: StateCounts {
+                prelive: count(keystate::KeyState::Prelive),
+                active: count(keystate::KeyState::Active),
+                inactive: count(keystate::KeyState::Inactive),
+                deprecated: count(keystate::KeyState::Deprecated),
+                terminated: count(keystate::KeyState::Terminated),
+            },
+            corrupt_rows: s.corrupt_rows,
+            quiesced: s.quiesced,
+            hmk_id: s.hmk_id,
+            kpk_id: s.kpk_id,
+            format_version: s.format_version,
+            path: s.path,
+        }
+    }
+}
+
+/// A row that failed to load (tampered or corrupt).
+#[napi(object)]
+pub struct RowFault {
+    pub id: String,
+    pub message: String,
+}
+
+impl From<keystate::RowFault> for RowFault {
+    fn from(f: keystate::RowFault) -> RowFault {
+        RowFault { id: f.id, message: f.message }
+    }
+}
+
+pub fn state(name: &str) -> Result<keystate::KeyState> {
+    name.parse().map_err(from_keystate)
+}
+
+pub fn cipher(name: &str) -> Result<keystate::Cipher> {
+    name.parse().map_err(from_keystate)
+}
+
+fn millis(t: SystemTime) -> f64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as f64,
+        Err(before) => -(before.duration().as_millis() as f64),
+    }
+}

@@ -1,0 +1,210 @@
+"""Type stubs for keystate (the whole public surface)."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from types import TracebackType
+from typing import Mapping, Optional, Protocol, Union
+
+from _typeshed import ReadableBuffer, StrOrBytesPath
+
+__version__: str
+__all__ = [
+    "Keystore",
+    "KeyState",
+    "Cipher",
+    "KeyInfo",
+    "GroupInfo",
+    "Stats",
+    "RowFault",
+    "can_transition",
+    "allowed_operations",
+    "KeystateError",
+    "NotFound",
+    "AlreadyExists",
+    "InvalidTransition",
+    "KeyUnusable",
+    "NotDeletable",
+    "WrongPassphrase",
+    "IntegrityError",
+    "Quiesced",
+    "InvalidArgument",
+    "StorageError",
+    "InternalError",
+]
+
+# ---- values ---------------------------------------------------------------------------
+
+class KeyState(str, Enum):
+    """The state of a key record: ``KeyState.ACTIVE == "active"``."""
+
+    PRELIVE = "prelive"
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    DEPRECATED = "deprecated"
+    TERMINATED = "terminated"
+
+class Cipher(str, Enum):
+    """The cipher of a key group."""
+
+    AES_256_GCM = "AES_256_GCM"
+    AES_128_GCM = "AES_128_GCM"
+
+@dataclass(frozen=True, repr=False)
+class KeyInfo:
+    """A key record (never its key material)."""
+
+    tag: str
+    name: str
+    group: str
+    state: KeyState
+    description: str
+    created: datetime
+    modified: datetime
+    recoverable: bool
+
+@dataclass(frozen=True, repr=False)
+class GroupInfo:
+    """A key group."""
+
+    tag: str
+    name: str
+    cipher: Cipher
+    description: str
+    created: datetime
+    modified: datetime
+    active_key: Optional[str]
+
+@dataclass(frozen=True, repr=False)
+class RowFault:
+    """A stored row that failed to load, and why."""
+
+    id: str
+    message: str
+
+@dataclass(frozen=True, repr=False)
+class Stats:
+    """Counts over a keystore."""
+
+    groups: int
+    keys: int
+    states: Mapping[str, int]
+    corrupt_rows: int
+    quiesced: bool
+    hmk_id: str
+    kpk_id: str
+    format_version: int
+    path: str
+
+# ---- errors ---------------------------------------------------------------------------
+
+class KeystateError(Exception):
+    """Base class of every keystate error; ``code`` is the library's code of its kind."""
+
+    code: str
+    def __init__(self, message: str, code: Optional[str] = None) -> None: ...
+    @property
+    def message(self) -> str: ...
+
+class NotFound(KeystateError, LookupError): ...
+class AlreadyExists(KeystateError): ...
+class InvalidTransition(KeystateError): ...
+class KeyUnusable(KeystateError): ...
+class NotDeletable(KeystateError): ...
+class WrongPassphrase(KeystateError): ...
+class IntegrityError(KeystateError): ...
+class Quiesced(KeystateError): ...
+class InvalidArgument(KeystateError, ValueError): ...
+class StorageError(KeystateError): ...
+class InternalError(KeystateError): ...
+
+# ---- the keystore ---------------------------------------------------------------------
+
+class _BinaryReader(Protocol):
+    """A binary file object opened for reading (``open(p, "rb")``, ``io.BytesIO``, ...)."""
+
+    def read(self, size: int, /) -> Union[bytes, bytearray]: ...
+
+class _BinaryWriter(Protocol):
+    """A binary file object opened for writing (``open(p, "wb")``, ``io.BytesIO``, ...)."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+_State = Union[KeyState, str]
+
+class Keystore:
+    """An open keystore; make one with ``Keystore.create`` or ``Keystore.open``."""
+
+    @classmethod
+    def create(
+        cls, path: StrOrBytesPath, hmk_passphrase: Optional[str] = None, kpk_passphrase: Optional[str] = None
+    ) -> Keystore: ...
+    @classmethod
+    def open(
+        cls, path: StrOrBytesPath, hmk_passphrase: Optional[str] = None, kpk_passphrase: Optional[str] = None
+    ) -> Keystore: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def path(self) -> str: ...
+    def __enter__(self) -> Keystore: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+        /,
+    ) -> None: ...
+
+    # groups
+    def create_group(self, name: str, cipher: Union[Cipher, str] = ..., description: str = "") -> GroupInfo: ...
+    def groups(self) -> list[GroupInfo]: ...
+    def group(self, name: str) -> GroupInfo: ...
+    def modify_group(self, name: str, new_name: Optional[str] = None, description: Optional[str] = None) -> GroupInfo: ...
+    def delete_group(self, name: str) -> None: ...
+
+    # keys
+    def create_key(
+        self,
+        group: str,
+        name: str,
+        state: _State = ...,
+        passphrase: Optional[str] = None,
+        description: str = "",
+    ) -> KeyInfo: ...
+    def keys(self, group: Optional[str] = None, state: Optional[_State] = None) -> list[KeyInfo]: ...
+    def key(self, group: str, name: str) -> KeyInfo: ...
+    def key_by_tag(self, tag: str) -> KeyInfo: ...
+    def set_state(self, group: str, name: str, state: _State) -> KeyInfo: ...
+    def modify_key(self, group: str, name: str, new_name: Optional[str] = None, description: Optional[str] = None) -> KeyInfo: ...
+    def delete_key(self, group: str, name: str) -> None: ...
+    def recover_key(self, group: str, name: str, tag: str, passphrase: str, state: _State = ...) -> KeyInfo: ...
+
+    # the keystore
+    def quiesce(self) -> None: ...
+    def unquiesce(self) -> None: ...
+    def stats(self) -> Stats: ...
+    def faults(self) -> list[RowFault]: ...
+
+    # data
+    def encrypt(self, group: str, data: ReadableBuffer, aad: ReadableBuffer = b"") -> bytes: ...
+    def decrypt(self, ciphertext: ReadableBuffer, aad: ReadableBuffer = b"") -> bytes: ...
+    def encrypt_file(
+        self,
+        group: str,
+        src: Union[StrOrBytesPath, _BinaryReader],
+        dst: Union[StrOrBytesPath, _BinaryWriter],
+        aad: ReadableBuffer = b"",
+    ) -> int: ...
+    def decrypt_file(
+        self,
+        src: Union[StrOrBytesPath, _BinaryReader],
+        dst: Union[StrOrBytesPath, _BinaryWriter],
+        aad: ReadableBuffer = b"",
+    ) -> int: ...
+
+# ---- the rules, as the component states them ---------------------------------------------
+
+def can_transition(from_state: _State, to_state: _State) -> bool: ...
+def allowed_operations(state: _State) -> set[str]: ...
