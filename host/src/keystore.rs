@@ -127,6 +127,17 @@ impl Drop for WitSecret {
 /// An open keystore. Safe to share between threads; operations are serialized.
 pub struct Keystore {
     inner: Mutex<Inner>,
+    /// Idle sandboxes for encryption and decryption: threads sharing one
+    /// handle run their crypto in parallel, each on its own instance, while
+    /// lookups and mutations stay on the one instance in `inner`.
+    readers: Mutex<Vec<Reader>>,
+}
+
+/// A sandbox that serves encryption and decryption, and the storage
+/// sequence number its model is current to.
+struct Reader {
+    guest: Guest,
+    seq: u64,
 }
 
 struct Inner {
@@ -172,7 +183,7 @@ impl Keystore {
             Ok(Inner { guest, backend, hmk, kpk, limits: options.limits, seq, format_version, faults: BTreeMap::new() })
         })();
         match result {
-            Ok(inner) => Ok(Keystore { inner: Mutex::new(inner) }),
+            Ok(inner) => Ok(Keystore::from_inner(inner)),
             Err(e) => {
                 for file in &written {
                     for suffix in ["", "-wal", "-shm"] {
@@ -208,7 +219,11 @@ impl Keystore {
         let mut inner =
             Inner { guest, backend, hmk, kpk, limits: options.limits, seq: 0, format_version, faults: BTreeMap::new() };
         inner.start(snapshot)?;
-        Ok(Keystore { inner: Mutex::new(inner) })
+        Ok(Keystore::from_inner(inner))
+    }
+
+    fn from_inner(inner: Inner) -> Keystore {
+        Keystore { inner: Mutex::new(inner), readers: Mutex::new(Vec::new()) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -393,12 +408,29 @@ impl Keystore {
 
     /// Encrypt with the group's active key.
     pub fn encrypt(&self, group: &str, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-        self.read(|g| g.encrypt(group, plaintext, aad))
+        self.with_reader(|g| g.encrypt(group, plaintext, aad))
     }
 
     /// Decrypt with the key named by the tag inside the ciphertext.
     pub fn decrypt(&self, ciphertext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-        self.read(|g| g.decrypt(ciphertext, aad))
+        self.with_reader(|g| g.decrypt(ciphertext, aad))
+    }
+
+    /// Run a data operation on a reader sandbox that is current with storage,
+    /// without holding the handle's lock while it runs.
+    fn with_reader<T>(&self, op: impl FnOnce(&mut Guest) -> Result<T>) -> Result<T> {
+        let idle = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut reader = {
+            let mut inner = self.lock();
+            inner.heal()?;
+            inner.catch_up()?;
+            inner.bring_up_to_date(idle)?
+        };
+        let result = op(&mut reader.guest);
+        if !reader.guest.broken {
+            self.readers.lock().unwrap_or_else(|p| p.into_inner()).push(reader);
+        }
+        result
     }
 
     /// Encrypt a stream of any size in bounded memory; `progress` gets the
@@ -449,43 +481,62 @@ impl Keystore {
         begin: impl FnOnce(&mut Guest) -> Result<wasmtime::component::ResourceAny>,
         encrypting: bool,
     ) -> Result<u64> {
-        let mut inner = self.lock();
-        inner.heal()?;
-        inner.catch_up()?;
-        let handle = begin(&mut inner.guest)?;
-        let mut buf = vec![0u8; STREAM_BLOCK];
-        let (mut read, mut written) = (0u64, 0u64);
-        let result = (|| loop {
-            let n = read_full(input, &mut buf)?;
-            read += n as u64;
-            let last = n < buf.len();
-            let out = inner.guest.stream(handle, encrypting, &buf[..n], last)?;
-            output.write_all(&out).map_err(|e| Error::storage("writing output", e))?;
-            written += out.len() as u64;
-            progress(read);
-            if last {
-                output.flush().map_err(|e| Error::storage("writing output", e))?;
-                return Ok(written);
+        self.with_reader(|guest| {
+            let handle = begin(guest)?;
+            let mut buf = vec![0u8; STREAM_BLOCK];
+            let (mut read, mut written) = (0u64, 0u64);
+            let result = (|| loop {
+                let n = read_full(input, &mut buf)?;
+                read += n as u64;
+                let last = n < buf.len();
+                let out = guest.stream(handle, encrypting, &buf[..n], last)?;
+                output.write_all(&out).map_err(|e| Error::storage("writing output", e))?;
+                written += out.len() as u64;
+                progress(read);
+                if last {
+                    output.flush().map_err(|e| Error::storage("writing output", e))?;
+                    return Ok(written);
+                }
+            })();
+            if result.is_err() {
+                guest.drop_stream(handle);
             }
-        })();
-        if result.is_err() {
-            inner.guest.drop_stream(handle);
-        }
-        result
+            result
+        })
     }
 }
 
 impl Inner {
     /// Open the guest on a full snapshot of storage.
     fn start(&mut self, snapshot: storage::Changes) -> Result<()> {
-        let header = header_row(&snapshot.rows, &self.backend.location())?;
-        let (hmk, kpk) = (self.hmk.to_wit(), self.kpk.to_wit());
-        self.guest.open(&wit_row(header), &hmk.0, &kpk.0)?;
-        let rows: Vec<wit::Row> = snapshot.rows.into_iter().filter(|r| r.id != "header").map(wit_row).collect();
-        let faults = self.guest.load(&rows, &[])?;
+        let faults = open_guest(&mut self.guest, &self.hmk, &self.kpk, &snapshot, &self.backend.location())?;
         self.faults = faults.into_iter().map(|f| (f.id, f.message)).collect();
         self.seq = snapshot.seq;
         Ok(())
+    }
+
+    /// A reader current with storage: `idle` brought up to date, or a new one.
+    /// Call only right after `catch_up`, under the handle's lock.
+    fn bring_up_to_date(&mut self, idle: Option<Reader>) -> Result<Reader> {
+        let mut reader = match idle {
+            Some(reader) if reader.seq == self.seq => return Ok(reader),
+            Some(reader) => reader,
+            None => {
+                // `rows_since(0)`: every live row, without disturbing this
+                // connection's change detection.
+                let snapshot = self.backend.rows_since(0)?;
+                let mut guest = Guest::new(self.limits)?;
+                open_guest(&mut guest, &self.hmk, &self.kpk, &snapshot, &self.backend.location())?;
+                Reader { guest, seq: snapshot.seq }
+            }
+        };
+        if reader.seq != self.seq {
+            let changes = self.backend.rows_since(reader.seq)?;
+            let rows: Vec<wit::Row> = changes.rows.into_iter().map(wit_row).collect();
+            reader.guest.load(&rows, &changes.deleted)?;
+            reader.seq = changes.seq;
+        }
+        Ok(reader)
     }
 
     /// Rebuild a broken instance from storage.
@@ -512,6 +563,21 @@ impl Inner {
         self.seq = changes.seq;
         Ok(())
     }
+}
+
+/// Open `guest` on a full snapshot; returns the rows that failed to load.
+fn open_guest(
+    guest: &mut Guest,
+    hmk: &Secret,
+    kpk: &Secret,
+    snapshot: &storage::Changes,
+    location: &str,
+) -> Result<Vec<wit::RowFault>> {
+    let header = header_row(&snapshot.rows, location)?;
+    let (hmk, kpk) = (hmk.to_wit(), kpk.to_wit());
+    guest.open(&wit_row(header), &hmk.0, &kpk.0)?;
+    let rows: Vec<wit::Row> = snapshot.rows.iter().filter(|r| r.id != "header").map(wit_row).collect();
+    guest.load(&rows, &[])
 }
 
 fn header_row<'a>(rows: &'a [storage::Row], location: &str) -> Result<&'a storage::Row> {

@@ -534,3 +534,55 @@ fn a_keystore_is_shared_between_threads() {
         }
     });
 }
+
+#[test]
+fn data_operations_see_the_handles_own_mutations_at_once() {
+    let s = Scratch::new();
+    let (_, ks) = s.keystore();
+    key_in(&ks, "g", "k1", Active);
+    // Warm the sandboxes that serve encryption, then change the keys under them.
+    let old = ks.encrypt("g", b"one", b"").unwrap();
+    ks.create_key("g", "k2", Active, None, "").unwrap();
+    let new = ks.encrypt("g", b"two", b"").unwrap();
+    assert_eq!(ks.key_by_tag(&hex_tag(&new)).unwrap().name, "k2", "encrypted with the new active key");
+    ks.set_state("g", "k1", Deprecated).unwrap();
+    assert_eq!(kind(ks.decrypt(&old, b"")), ErrorKind::KeyUnusable);
+    ks.set_state("g", "k2", Inactive).unwrap();
+    assert_eq!(kind(ks.encrypt("g", b"three", b"")), ErrorKind::KeyUnusable);
+    assert_eq!(ks.decrypt(&new, b"").unwrap(), b"two");
+}
+
+#[test]
+fn a_stream_does_not_hold_the_handle() {
+    // The writer of a running decryption uses the same handle: this must not wait on the stream.
+    struct Looking<'a> {
+        ks: &'a Keystore,
+        out: Vec<u8>,
+        lookups: usize,
+    }
+    impl std::io::Write for Looking<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            assert_eq!(self.ks.key("g", "k").unwrap().state, Active);
+            self.ks.encrypt("g", b"meanwhile", b"").unwrap();
+            self.lookups += 1;
+            self.out.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let s = Scratch::new();
+    let (_, ks) = s.keystore();
+    key_in(&ks, "g", "k", Active);
+    let data = vec![7u8; 3 << 20];
+    let sealed = ks.encrypt("g", &data, b"").unwrap();
+    let mut out = Looking { ks: &ks, out: Vec::new(), lookups: 0 };
+    ks.decrypt_stream(&mut &sealed[..], &mut out, b"", &mut |_| {}).unwrap();
+    assert_eq!(out.out, data);
+    assert!(out.lookups > 0);
+}
+
+fn hex_tag(ciphertext: &[u8]) -> String {
+    ciphertext[12..28].iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -48,7 +48,9 @@ impl<'a> Ends<'a> {
             }
         };
         let bar = size.filter(|_| std::io::stderr().is_terminal()).map(progress_bar);
+        let mut read = 0;
         let mut progress = |n: u64| {
+            read = n;
             if let Some(bar) = &bar {
                 bar.set_position(n);
             }
@@ -61,7 +63,7 @@ impl<'a> Ends<'a> {
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        result.map(|read| Moved { read, written })
+        result.map(|_| Moved { read, written })
     }
 }
 

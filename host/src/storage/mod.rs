@@ -38,6 +38,10 @@ pub trait Backend: Send {
     /// Every live row and the sequence number they are current to.
     fn load_all(&mut self) -> Result<Changes>;
 
+    /// Rows changed since `seq` (all live rows when `seq` is 0), without the
+    /// cheap check and without touching what `changes_since` compares with.
+    fn rows_since(&mut self, seq: u64) -> Result<Changes>;
+
     /// One live row, if it exists.
     fn read_row(&mut self, id: &str) -> Result<Option<Row>>;
 

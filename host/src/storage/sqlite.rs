@@ -177,6 +177,10 @@ impl Backend for Sqlite {
         self.snapshot(0)
     }
 
+    fn rows_since(&mut self, seq: u64) -> Result<Changes> {
+        self.snapshot(seq)
+    }
+
     fn read_row(&mut self, id: &str) -> Result<Option<Row>> {
         use rusqlite::OptionalExtension;
         self.conn
