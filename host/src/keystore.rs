@@ -434,7 +434,7 @@ impl Keystore {
     }
 
     /// Encrypt a stream of any size in bounded memory; `progress` gets the
-    /// number of bytes read from `input` so far. Returns the bytes written.
+    /// number of bytes read from `input` so far. Returns the plaintext size.
     pub fn encrypt_stream(
         &self,
         group: &str,
@@ -449,7 +449,7 @@ impl Keystore {
     /// Decrypt a stream of any size in bounded memory. Plaintext is written as
     /// it is authenticated chunk by chunk; only a successful return proves the
     /// data was complete, so on error discard what was written. `progress`
-    /// counts bytes read from `input`; returns the plaintext bytes written.
+    /// counts bytes read from `input`. Returns the plaintext size.
     pub fn decrypt_stream(
         &self,
         input: &mut dyn Read,
@@ -460,7 +460,7 @@ impl Keystore {
         self.stream(input, output, progress, |g| g.begin_decrypt(aad), false)
     }
 
-    /// Encrypt a file; `dst` appears only once it is complete. Returns its size.
+    /// Encrypt a file; `dst` appears only once it is complete. Returns the plaintext size.
     pub fn encrypt_file(&self, group: &str, src: impl AsRef<Path>, dst: impl AsRef<Path>, aad: &[u8]) -> Result<u64> {
         with_files(src.as_ref(), dst.as_ref(), |input, output| {
             self.encrypt_stream(group, input, output, aad, &mut |_| {})
@@ -495,7 +495,7 @@ impl Keystore {
                 progress(read);
                 if last {
                     output.flush().map_err(|e| Error::storage("writing output", e))?;
-                    return Ok(written);
+                    return Ok(if encrypting { read } else { written });
                 }
             })();
             if result.is_err() {

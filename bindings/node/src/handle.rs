@@ -51,16 +51,7 @@ fn open(path: String, hmk: Option<String>, kpk: Option<String>) -> keystate::Res
     keystate::Keystore::open(path, hmk.as_deref(), kpk.as_deref())
 }
 
-/// `Keystore::decrypt_file` returns the ciphertext bytes it read (its
-/// `encrypt_file` the plaintext bytes); both methods here answer plaintext
-/// bytes, so the decrypted file's size is read back.
-fn decrypt_file(k: &keystate::Keystore, src: &str, dst: &str, aad: &[u8]) -> keystate::Result<u64> {
-    k.decrypt_file(src, dst, aad)?;
-    std::fs::metadata(dst)
-        .map(|m| m.len())
-        .map_err(|e| keystate::Error::new(keystate::ErrorKind::Storage, format!("reading the size of {dst}: {e}")))
-}
-
+/// A byte count (the plaintext size, for both file methods) as a JS number.
 fn bytes(n: u64) -> f64 {
     n as f64
 }
@@ -294,7 +285,7 @@ impl KeystoreHandle {
     /// Returns the number of plaintext bytes.
     #[napi]
     pub fn decrypt_file(&self, src: String, dst: String, aad: Option<&[u8]>) -> Result<f64> {
-        self.sync(|k| decrypt_file(k, &src, &dst, aad.unwrap_or_default())).map(bytes)
+        self.sync(|k| k.decrypt_file(&src, &dst, aad.unwrap_or_default())).map(bytes)
     }
 
     #[napi(ts_return_type = "Promise<number>")]
@@ -312,7 +303,7 @@ impl KeystoreHandle {
     #[napi(ts_return_type = "Promise<number>")]
     pub fn decrypt_file_async(&self, src: String, dst: String, aad: Option<&[u8]>) -> Result<AsyncTask<Job<u64, f64>>> {
         let aad = aad.unwrap_or_default().to_vec();
-        self.spawn(move |k| decrypt_file(k, &src, &dst, &aad), bytes)
+        self.spawn(move |k| k.decrypt_file(&src, &dst, &aad), bytes)
     }
 
     // ---- keystore ---------------------------------------------------------------
