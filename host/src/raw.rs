@@ -86,15 +86,7 @@ impl Instance {
     /// (`Internal`, after which the instance refuses further calls).
     pub fn call(&mut self, func: &str, args: &Value) -> Result<Value> {
         let (f, ty) = self.lookup(func)?;
-        let args = args.as_object().ok_or_else(|| invalid(format!("{func}: the arguments must be a JSON object")))?;
-        let mut params = Vec::new();
-        for (name, pty) in ty.params() {
-            let value = args.get(name).ok_or_else(|| invalid(format!("{func}: argument {name:?} is missing")))?;
-            params.push(to_val(&pty, value, &self.resources).map_err(|e| invalid(format!("{func}: {name}: {e}")))?);
-        }
-        if let Some(extra) = args.keys().find(|k| !ty.params().any(|(name, _)| name == k.as_str())) {
-            return Err(invalid(format!("{func} has no parameter {extra:?}")));
-        }
+        let params = params_from_json(func, &ty, args, &self.resources)?;
         let result_types: Vec<Type> = ty.results().collect();
         let mut results = vec![Val::Bool(false); result_types.len()];
         self.guest.run_raw(|_, store| f.call(store, &params, &mut results))?;
@@ -119,6 +111,36 @@ impl Instance {
             })?
             .ok_or_else(unknown)
     }
+}
+
+/// Test aid for hosting untrusted components with keystate's limits: compile
+/// `component` (a component with no imports) on the engine keystores use, in
+/// a store configured exactly as a keystore's (memory cap, epoch deadline per
+/// call, from `limits`), and call its top-level function `export` with `args`
+/// (JSON, as for [`Instance::call`]). A trap or a limit hit is an
+/// [`ErrorKind::Internal`] error, and the process carries on; the instance is
+/// dropped after the call.
+pub fn run_untrusted(component: &[u8], limits: Limits, export: &str, args: &Value) -> Result<Value> {
+    let (ty, mut results) =
+        sandbox::run_untrusted(component, limits, export, |ty| params_from_json(export, ty, args, &[]))?;
+    match (ty.results().next(), results.pop()) {
+        (Some(rty), Some(val)) => Ok(from_val(&rty, val, &mut Vec::new())),
+        _ => Ok(Value::Null),
+    }
+}
+
+/// `args`, a JSON object by parameter name, as the parameters of `func`.
+fn params_from_json(func: &str, ty: &ComponentFunc, args: &Value, resources: &[ResourceAny]) -> Result<Vec<Val>> {
+    let args = args.as_object().ok_or_else(|| invalid(format!("{func}: the arguments must be a JSON object")))?;
+    let mut params = Vec::new();
+    for (name, pty) in ty.params() {
+        let value = args.get(name).ok_or_else(|| invalid(format!("{func}: argument {name:?} is missing")))?;
+        params.push(to_val(&pty, value, resources).map_err(|e| invalid(format!("{func}: {name}: {e}")))?);
+    }
+    if let Some(extra) = args.keys().find(|k| !ty.params().any(|(name, _)| name == k.as_str())) {
+        return Err(invalid(format!("{func} has no parameter {extra:?}")));
+    }
+    Ok(params)
 }
 
 /// Every function the component exports, by `interface.function` name, with

@@ -11,8 +11,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Instance, Linker, ResourceAny};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::component::types::ComponentFunc;
+use wasmtime::component::{Component, HasSelf, Instance, Linker, ResourceAny, Val};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::{self, Cipher, GroupInfo, KeyInfo, KeyState, Operation};
@@ -197,8 +198,64 @@ impl HostEnv for OsEnv {
 
 /// Per-store host state: the limiter, and what the host import serves.
 pub(crate) struct HostState {
-    limits: StoreLimits,
+    limiter: Limiter,
     env: Box<dyn HostEnv>,
+}
+
+/// The store's limiter: [`StoreLimits`] (a grow it refuses traps), except
+/// that a grow past the memory cap traps with [`MemoryLimit`], so the error
+/// can say which limit was hit.
+struct Limiter {
+    limits: StoreLimits,
+    memory_bytes: usize,
+}
+
+/// A guest's attempt to grow its memory past its store's cap.
+#[derive(Debug)]
+struct MemoryLimit {
+    desired: usize,
+    cap: usize,
+}
+
+impl std::fmt::Display for MemoryLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "it ran past its memory limit (growing to {} bytes, the cap is {})", self.desired, self.cap)
+    }
+}
+
+impl std::error::Error for MemoryLimit {}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            return Err(wasmtime::Error::new(MemoryLimit { desired, cap: self.memory_bytes }));
+        }
+        self.limits.memory_growing(current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 impl bindings::keystate::kms::host::Host for HostState {
@@ -218,13 +275,88 @@ impl bindings::keystate::kms::host::Host for HostState {
 
 impl wit::Host for HostState {}
 
+/// A store configured as every guest's: a limiter enforcing `Limits` (a grow
+/// past the memory cap traps) and an epoch deadline renewed for each call.
+struct Sandbox {
+    store: Store<HostState>,
+    deadline_ticks: u64,
+}
+
+impl Sandbox {
+    fn new(engine: &Engine, limits: Limits, env: Box<dyn HostEnv>) -> Sandbox {
+        let limiter = Limiter {
+            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).trap_on_grow_failure(true).build(),
+            memory_bytes: limits.memory_bytes,
+        };
+        let mut store = Store::new(engine, HostState { limiter, env });
+        store.limiter(|s| &mut s.limiter);
+        let deadline_ticks = (limits.call_deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(deadline_ticks);
+        Sandbox { store, deadline_ticks }
+    }
+
+    /// Run `f`, one call into the guest, with a fresh deadline and the epoch
+    /// ticking. The outer error is the runtime's; the inner one says why the
+    /// call failed (a trap, a limit hit, a host import's error).
+    fn call<T>(
+        &mut self,
+        f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<T>,
+    ) -> Result<std::result::Result<T, String>> {
+        let ticker = &runtime()?.ticker;
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        Ok(ticker.during(|| f(&mut self.store)).map_err(|e| {
+            if let Some(hit) = e.downcast_ref::<MemoryLimit>() {
+                return hit.to_string();
+            }
+            match e.downcast_ref::<wasmtime::Trap>() {
+                Some(wasmtime::Trap::Interrupt) => "it ran past its time limit".to_string(),
+                Some(trap) => format!("it trapped ({trap})"),
+                None => format!("{e:#}"),
+            }
+        }))
+    }
+}
+
+/// Test aid (`raw::run_untrusted`): compile `component` on the keystore
+/// engine, instantiate it with no imports in a store configured exactly as a
+/// keystore's (with `limits`), and call its top-level function `export` with
+/// the arguments `params` makes from its type. A trap or a limit hit is an
+/// `Internal` error, as for a keystore. Returns the type and the results.
+pub(crate) fn run_untrusted(
+    component: &[u8],
+    limits: Limits,
+    export: &str,
+    params: impl FnOnce(&ComponentFunc) -> Result<Vec<Val>>,
+) -> Result<(ComponentFunc, Vec<Val>)> {
+    let internal = |m: String| Error::new(ErrorKind::Internal, m);
+    let rt = runtime()?;
+    let component = Component::new(&rt.engine, component)
+        .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("not a valid component: {e:#}")))?;
+    let instance_pre = Linker::<HostState>::new(&rt.engine)
+        .instantiate_pre(&component)
+        .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("the component has imports: {e:#}")))?;
+    let mut sandbox = Sandbox::new(&rt.engine, limits, Box::new(OsEnv));
+    let instance = sandbox
+        .call(|store| instance_pre.instantiate(store))?
+        .map_err(|why| internal(format!("cannot instantiate the component: {why}")))?;
+    let func = instance
+        .get_func(&mut sandbox.store, export)
+        .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("the component exports no function {export:?}")))?;
+    let ty = func.ty(&sandbox.store);
+    let params = params(&ty)?;
+    let mut results = vec![Val::Bool(false); ty.results().len()];
+    sandbox
+        .call(|store| func.call(store, &params, &mut results))?
+        .map_err(|why| internal(format!("the component failed: {why}")))?;
+    Ok((ty, results))
+}
+
 /// One instance of the component in its own store.
 pub(crate) struct Guest {
-    store: Store<HostState>,
+    sandbox: Sandbox,
     bindings: Keystate,
     /// The same instance, for calls by export name (`raw`).
     instance: Instance,
-    deadline_ticks: u64,
     /// Set when a call trapped: the instance must not be used again.
     pub(crate) broken: bool,
 }
@@ -239,23 +371,16 @@ impl Guest {
     /// An instance whose host import answers from `env`.
     pub(crate) fn with_env(limits: Limits, env: Box<dyn HostEnv>) -> Result<Guest> {
         let rt = runtime()?;
-        let state = HostState {
-            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).trap_on_grow_failure(true).build(),
-            env,
-        };
-        let mut store = Store::new(&rt.engine, state);
-        store.limiter(|s| &mut s.limits);
-        let deadline_ticks = (limits.call_deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(deadline_ticks);
+        let mut sandbox = Sandbox::new(&rt.engine, limits, env);
         let (instance, bindings) = rt
             .pre
             .instance_pre()
-            .instantiate(&mut store)
-            .and_then(|instance| Ok((instance, rt.indices.load(&mut store, &instance)?)))
+            .instantiate(&mut sandbox.store)
+            .and_then(|instance| Ok((instance, rt.indices.load(&mut sandbox.store, &instance)?)))
             .map_err(|e| {
                 Error::new(ErrorKind::Internal, format!("cannot instantiate the keystate component: {e:#}"))
             })?;
-        Ok(Guest { store, bindings, instance, deadline_ticks, broken: false })
+        Ok(Guest { sandbox, bindings, instance, broken: false })
     }
 
     /// Run one call into the guest with a fresh deadline; a trap marks the
@@ -279,15 +404,9 @@ impl Guest {
         if self.broken {
             return Err(Error::new(ErrorKind::Internal, "the keystate component instance is broken"));
         }
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        let ticker = &runtime()?.ticker;
-        ticker.during(|| f(&self.bindings, &self.instance, &mut self.store)).map_err(|e| {
+        let (bindings, instance) = (&self.bindings, &self.instance);
+        self.sandbox.call(|store| f(bindings, instance, store))?.map_err(|why| {
             self.broken = true;
-            let why = match e.downcast_ref::<wasmtime::Trap>() {
-                Some(wasmtime::Trap::Interrupt) => "it ran past its time limit".to_string(),
-                Some(trap) => format!("it trapped ({trap})"),
-                None => format!("{e:#}"),
-            };
             Error::new(ErrorKind::Internal, format!("the keystate component failed: {why}; it is rebuilt from storage"))
         })
     }

@@ -415,6 +415,7 @@ fn a_guest_that_hits_its_memory_cap_is_an_error_and_is_rebuilt() {
     // Argon2id needs 19 MiB: more than this sandbox may have.
     let e = ks.create_key("g", "pp", Prelive, Some("words"), "").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Internal, "{e}");
+    assert!(e.message().contains("memory limit"), "{e}");
     // Rebuilt from storage: what was committed is there, the failed call is not.
     let keys: Vec<String> = ks.keys(None, None).unwrap().into_iter().map(|k| k.name).collect();
     assert_eq!(keys, ["k"]);
