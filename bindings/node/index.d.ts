@@ -208,3 +208,14 @@ export declare function canTransition(from: KeyState, to: KeyState): boolean
 
 /** The operations a key in `state` allows, in the order encrypt, decrypt, delete. */
 export declare function allowedOperations(state: KeyState): Operation[]
+
+/**
+ * The bare component with the deterministic clock and entropy of the
+ * conformance vectors (tests/vectors/README.md). For replaying the vectors;
+ * never for real keys.
+ */
+export declare class VectorInstance {
+  constructor(seed: Bytes, clockStart: number, clockStep: number)
+  /** Call `name` (`interface.function`) with `argsJson`, a JSON object by parameter name; the result as JSON text. */
+  call(name: string, argsJson: string): string
+}

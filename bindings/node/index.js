@@ -341,6 +341,29 @@ function allowedOperations(state) {
   return call(() => native.allowedOperations(text('state', state)))
 }
 
+// ---- the conformance vectors --------------------------------------------------------
+
+/**
+ * The bare component with the deterministic clock and entropy of the
+ * conformance vectors (tests/vectors/README.md): `call(name, argsJson)` calls a
+ * WIT function by name with a JSON object of arguments and returns the result
+ * as JSON text. For replaying the vectors; never for real keys.
+ */
+class VectorInstance {
+  #native
+
+  constructor(seed, clockStart, clockStep) {
+    if (!Number.isSafeInteger(clockStart) || clockStart < 0) throw invalid(`clockStart must be a non-negative integer, not ${describe(clockStart)}`)
+    if (!Number.isSafeInteger(clockStep) || clockStep < 0) throw invalid(`clockStep must be a non-negative integer, not ${describe(clockStep)}`)
+    this.#native = call(() => new native.VectorInstance(bytes('seed', seed), clockStart, clockStep))
+  }
+
+  /** Call `name` (`interface.function`) with `argsJson`, a JSON object by parameter name; the result as JSON text. */
+  call(name, argsJson) {
+    return call(() => this.#native.call(text('name', name), text('argsJson', argsJson)))
+  }
+}
+
 const pascal = (name) =>
   name
     .toLowerCase()
@@ -361,4 +384,5 @@ module.exports = {
   Cipher,
   canTransition,
   allowedOperations,
+  VectorInstance,
 }

@@ -3,5 +3,5 @@ import { createRequire } from 'node:module'
 
 const keystate = createRequire(import.meta.url)('./index.js')
 
-export const { Keystore, KeystateError, KeyState, Cipher, canTransition, allowedOperations } = keystate
+export const { Keystore, KeystateError, KeyState, Cipher, canTransition, allowedOperations, VectorInstance } = keystate
 export default keystate

@@ -54,6 +54,66 @@ use crate::sandbox::{self, Guest, Limits};
 
 pub use crate::sandbox::{HostEnv, OsEnv};
 
+/// The deterministic host environment the conformance vectors are made and
+/// replayed with (`tests/vectors/README.md`, "The host environment"): `now`
+/// returns `clock_start`, then `clock_start + clock_step`, and so on;
+/// `random-bytes(n)` hands out the next `n` bytes of the stream
+/// SHA-256(seed || u64le(0)) || SHA-256(seed || u64le(1)) || ...
+///
+/// Not random at all: for tests and vectors only, never for real keys.
+///
+/// ```
+/// use keystate::raw::{HostEnv, VectorEnv};
+///
+/// let mut env = VectorEnv::new(b"keystate", 1_700_000_000_000, 1000);
+/// assert_eq!([env.now(), env.now()], [1_700_000_000_000, 1_700_000_001_000]);
+/// let mut bytes = [0u8; 4];
+/// env.fill(&mut bytes)?;
+/// assert_eq!(bytes, [0x9c, 0xf6, 0x28, 0x82]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct VectorEnv {
+    next_time: u64,
+    step: u64,
+    seed: Vec<u8>,
+    counter: u64,
+    /// Bytes of the current block not yet handed out, last byte first.
+    pool: Vec<u8>,
+}
+
+impl VectorEnv {
+    /// The environment of a script whose `env` is `{"seed": hex(seed),
+    /// "clock-start": clock_start, "clock-step": clock_step}`.
+    pub fn new(seed: &[u8], clock_start: u64, clock_step: u64) -> VectorEnv {
+        VectorEnv { next_time: clock_start, step: clock_step, seed: seed.to_vec(), counter: 0, pool: Vec::new() }
+    }
+}
+
+impl HostEnv for VectorEnv {
+    fn now(&mut self) -> u64 {
+        let t = self.next_time;
+        self.next_time += self.step;
+        t
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        use sha2::{Digest, Sha256};
+        for byte in buf {
+            if self.pool.is_empty() {
+                let mut h = Sha256::new();
+                h.update(&self.seed);
+                h.update(self.counter.to_le_bytes());
+                self.counter += 1;
+                self.pool = h.finalize().to_vec();
+                self.pool.reverse(); // pop() hands out the block front to back
+            }
+            *byte = self.pool.pop().expect("a fresh block has 32 bytes");
+        }
+        Ok(())
+    }
+}
+
 /// One instance of the component in its own sandbox (memory cap, deadline
 /// per call), with its host import answered by a [`HostEnv`].
 pub struct Instance {

@@ -16,7 +16,7 @@ mod generate;
 
 use std::path::PathBuf;
 
-use keystate::raw::{HostEnv, Instance};
+use keystate::raw::{HostEnv, Instance, VectorEnv};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -25,60 +25,19 @@ fn vector_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors")
 }
 
-/// The deterministic host environment of every script (README: "The host
-/// environment"): `now` returns `clock-start`, then `clock-start +
-/// clock-step`, ...; `random-bytes(n)` returns the next `n` bytes of the
-/// stream SHA-256(seed || u64le(0)) || SHA-256(seed || u64le(1)) || ...
-pub struct VectorEnv {
-    next_time: u64,
-    step: u64,
-    seed: Vec<u8>,
-    counter: u64,
-    /// Bytes of the current block not yet handed out.
-    pool: Vec<u8>,
-}
-
-impl VectorEnv {
-    pub fn new(clock_start: u64, clock_step: u64, seed: &[u8]) -> VectorEnv {
-        VectorEnv { next_time: clock_start, step: clock_step, seed: seed.to_vec(), counter: 0, pool: Vec::new() }
-    }
-
-    /// From a script's `"env"` object.
-    pub fn from_json(env: &Value) -> VectorEnv {
-        let num = |k: &str| env[k].as_u64().unwrap_or_else(|| panic!("env.{k} is not a number: {env}"));
-        let seed = hex::decode(env["seed"].as_str().expect("env.seed is a hex string")).expect("env.seed is hex");
-        VectorEnv::new(num("clock-start"), num("clock-step"), &seed)
-    }
-}
-
-impl HostEnv for VectorEnv {
-    fn now(&mut self) -> u64 {
-        let t = self.next_time;
-        self.next_time += self.step;
-        t
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
-        for byte in buf {
-            if self.pool.is_empty() {
-                let mut h = Sha256::new();
-                h.update(&self.seed);
-                h.update(self.counter.to_le_bytes());
-                self.counter += 1;
-                self.pool = h.finalize().to_vec();
-                self.pool.reverse(); // pop() hands out the block front to back
-            }
-            *byte = self.pool.pop().expect("a fresh block has 32 bytes");
-        }
-        Ok(())
-    }
+/// The deterministic host environment of a script, from its `"env"` object
+/// (README: "The host environment"; the type is [`keystate::raw::VectorEnv`]).
+pub fn env_from_json(env: &Value) -> VectorEnv {
+    let num = |k: &str| env[k].as_u64().unwrap_or_else(|| panic!("env.{k} is not a number: {env}"));
+    let seed = hex::decode(env["seed"].as_str().expect("env.seed is a hex string")).expect("env.seed is hex");
+    VectorEnv::new(&seed, num("clock-start"), num("clock-step"))
 }
 
 /// The known answer the README gives, so a foreign host can check its own
 /// implementation of the stream before replaying anything.
 #[test]
 fn deterministic_environment_known_answer() {
-    let mut env = VectorEnv::new(1_700_000_000_000, 1000, b"keystate");
+    let mut env = VectorEnv::new(b"keystate", 1_700_000_000_000, 1000);
     assert_eq!([env.now(), env.now(), env.now()], [1_700_000_000_000, 1_700_000_001_000, 1_700_000_002_000]);
     let mut a = [0u8; 5];
     let mut b = [0u8; 35];
@@ -111,7 +70,7 @@ fn replay(file: &str) {
     let mut steps_run = 0;
     for script in scripts {
         let name = script["name"].as_str().unwrap_or("?");
-        let mut instance = Instance::new(VectorEnv::from_json(&script["env"])).expect("instantiate the component");
+        let mut instance = Instance::new(env_from_json(&script["env"])).expect("instantiate the component");
         for (i, step) in script["steps"].as_array().expect("steps").iter().enumerate() {
             let call = step["call"].as_str().expect("step.call");
             steps_run += 1;

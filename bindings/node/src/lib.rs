@@ -14,3 +14,4 @@ mod handle;
 mod policy;
 mod task;
 mod values;
+mod vectors;

@@ -11,7 +11,7 @@ const { keystate, STATES, fresh, throwsCode } = require('./helpers')
 const { Keystore, KeystateError, KeyState, Cipher, canTransition, allowedOperations } = keystate
 
 const ROOT = path.join(__dirname, '..')
-const EXPORTS = ['Keystore', 'KeystateError', 'KeyState', 'Cipher', 'canTransition', 'allowedOperations']
+const EXPORTS = ['Keystore', 'KeystateError', 'KeyState', 'Cipher', 'canTransition', 'allowedOperations', 'VectorInstance']
 
 test('require: the package directory, by its own name, and its main', () => {
   assert.deepEqual(Object.keys(keystate).sort(), [...EXPORTS].sort())

@@ -12,12 +12,14 @@
 //! - `handle`: the `Handle` class, one open keystore;
 //! - `stream`: `Read`/`Write` adapters over Python binary file objects;
 //! - `convert`: info records and stats as Python values;
-//! - `errors`: `keystate::Error` to Python exceptions.
+//! - `errors`: `keystate::Error` to Python exceptions;
+//! - `vectors`: `VectorInstance`, the bare component for the conformance vectors.
 
 mod convert;
 mod errors;
 mod handle;
 mod stream;
+mod vectors;
 
 /// Native core of the `keystate` package (private: use `import keystate`).
 #[pyo3::pymodule]
@@ -29,6 +31,8 @@ mod _native {
 
     #[pymodule_export]
     use crate::handle::Handle;
+    #[pymodule_export]
+    use crate::vectors::VectorInstance;
 
     /// Module constants: `STATES` and `CIPHERS` (the names, in the library's order),
     /// `ERROR_CODES` (`ErrorKind::code` of every kind), `VERSION`, and

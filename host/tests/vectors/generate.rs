@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use keystate::raw::Instance;
 use serde_json::{Value, json};
 
-use super::VectorEnv;
+use super::env_from_json;
 
 /// The files written, in the order `all` returns them.
 pub const FILES: [&str; 6] =
@@ -61,7 +61,7 @@ impl Script {
     fn new(name: &str, about: &str) -> Script {
         let seed = format!("keystate vectors: {name}");
         let env = json!({ "clock-start": CLOCK_START, "clock-step": CLOCK_STEP, "seed": hex::encode(seed) });
-        let instance = Instance::new(VectorEnv::from_json(&env)).expect("instantiate the component");
+        let instance = Instance::new(env_from_json(&env)).expect("instantiate the component");
         Script { name: name.into(), about: about.into(), env, steps: Vec::new(), instance }
     }
 

@@ -2,7 +2,7 @@
 
 from typing import Any, Optional, Union, final
 
-__all__ = ["Handle", "can_transition", "allowed_operations", "STATES", "CIPHERS", "ERROR_CODES", "VERSION", "BUILD_TARGET_DIR"]
+__all__ = ["Handle", "VectorInstance", "can_transition", "allowed_operations", "STATES", "CIPHERS", "ERROR_CODES", "VERSION", "BUILD_TARGET_DIR"]
 
 STATES: list[str]
 CIPHERS: list[str]
@@ -52,3 +52,9 @@ class Handle:
     # src/dst: a str path or a binary file object
     def encrypt_file(self, group: str, src: Any, dst: Any, aad: _Bytes) -> int: ...
     def decrypt_file(self, src: Any, dst: Any, aad: _Bytes) -> int: ...
+
+@final
+class VectorInstance:
+    """The bare component with the conformance vectors' deterministic clock and entropy (tests only)."""
+    def __new__(cls, seed: _Bytes, clock_start: int, clock_step: int) -> VectorInstance: ...
+    def call(self, name: str, args_json: str) -> str: ...
