@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Set, Union
 
-from . import _native
+from . import _errors, _native
 from ._errors import (
     AlreadyExists,
     IntegrityError,
@@ -49,18 +49,7 @@ __all__ = [
     "RowFault",
     "can_transition",
     "allowed_operations",
-    "KeystateError",
-    "NotFound",
-    "AlreadyExists",
-    "InvalidTransition",
-    "KeyUnusable",
-    "NotDeletable",
-    "WrongPassphrase",
-    "IntegrityError",
-    "Quiesced",
-    "InvalidArgument",
-    "StorageError",
-    "InternalError",
+    *_errors.__all__,
 ]
 
 
