@@ -404,6 +404,14 @@ impl Keystore {
         Ok(inner.faults.iter().map(|(id, message)| RowFault { id: id.clone(), message: message.clone() }).collect())
     }
 
+    /// The storage sequence number this handle's last operation ran against
+    /// (after a mutation that changed rows: the number of its commit). Lets a
+    /// history checker put operations from many processes in commit order.
+    #[doc(hidden)]
+    pub fn committed_seq(&self) -> u64 {
+        self.lock().seq
+    }
+
     // ---- data -------------------------------------------------------------------------
 
     /// Encrypt with the group's active key.

@@ -1,6 +1,8 @@
 //! Helpers shared by the host's integration tests.
 #![allow(dead_code)]
 
+pub mod workload;
+
 use std::path::PathBuf;
 
 use keystate::{Cipher, ErrorKind, KeyState, Keystore};
