@@ -15,6 +15,9 @@ pub mod rules;
 pub mod store;
 pub mod types;
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
+
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)] // the code wit-bindgen generates
 mod component;
