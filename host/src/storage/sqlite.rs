@@ -18,12 +18,23 @@ const SCHEMA_VERSION: i64 = 1;
 /// How long a writer waits for another process's write to finish, polling
 /// every millisecond. SQLite's own busy timeout backs off up to 100 ms between
 /// tries, so a busy writer can starve the others; a short steady poll is fair.
+/// `KEYSTATE_BUSY_TIMEOUT_MS` overrides the wait (read once per process).
 const BUSY_WAIT: Duration = Duration::from_secs(30);
 const BUSY_POLL: Duration = Duration::from_millis(1);
+const BUSY_TIMEOUT_ENV: &str = "KEYSTATE_BUSY_TIMEOUT_MS";
 
 fn busy_handler(attempt: i32) -> bool {
+    static POLLS: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let polls = *POLLS.get_or_init(|| {
+        let wait = std::env::var(BUSY_TIMEOUT_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(BUSY_WAIT);
+        wait.as_millis() / BUSY_POLL.as_millis()
+    });
     std::thread::sleep(BUSY_POLL);
-    (attempt as u128) < BUSY_WAIT.as_millis() / BUSY_POLL.as_millis()
+    (attempt as u128) < polls
 }
 
 pub struct Sqlite {
@@ -46,6 +57,9 @@ fn sql_error(path: &Path, what: &str, e: rusqlite::Error) -> Error {
             " (another process holds the keystore locked)"
         }
         Some(ErrorCode::NotADatabase) => " (this file is not a keystate keystore)",
+        Some(ErrorCode::CannotOpen) => {
+            " (cannot open the file or its -wal/-shm companions: read-only file system or directory?)"
+        }
         _ => "",
     };
     Error::new(kind, format!("keystore {}: {what}: {e}{hint}", path.display()))
