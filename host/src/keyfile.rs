@@ -21,8 +21,10 @@ pub fn path_for(keystore: &Path, ext: &str) -> PathBuf {
 /// Write a new key file; fails if one exists.
 pub fn write(path: &Path, key: &[u8; 32]) -> Result<()> {
     let mut file = create_private_file(path)?;
-    let text = Zeroizing::new(format!("{}\n", hex::encode(key)));
-    file.write_all(text.as_bytes())
+    // Encoded in place: `hex::encode` would leave a copy in freed memory.
+    let mut text = Zeroizing::new([b'\n'; 65]);
+    hex::encode_to_slice(key, &mut text[..64]).expect("64 hex digits for 32 bytes");
+    file.write_all(text.as_slice())
         .and_then(|_| file.sync_all())
         .map_err(|e| Error::storage(&format!("writing key file {}", path.display()), e))
 }

@@ -109,7 +109,8 @@ fn prompt(need: Need, fresh: Fresh) -> Result<Passphrase> {
 
 /// One line of standard input, without its line ending.
 fn read_line(need: Need) -> Result<Passphrase> {
-    let mut line = Zeroizing::new(String::new());
+    // Room up front: growing the string would free unwiped partial copies.
+    let mut line = Zeroizing::new(String::with_capacity(4096));
     let n = std::io::stdin()
         .lock()
         .read_line(&mut line)
