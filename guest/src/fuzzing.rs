@@ -300,6 +300,14 @@ fn check_loaded(ks: &Keystore, genuine: Option<&Genuine>) {
         });
         assert!(known, "a group record that was never sealed loaded: {group:?}");
     }
+    // Every listed group and key is the one its name leads to.
+    for group in ks.groups() {
+        assert_eq!(ks.group(&group.name).unwrap().tag, group.tag, "group {:?} is not found by its name", group.name);
+        for key in ks.keys(Some(&group.name), None).unwrap() {
+            let found = ks.key(&group.name, &key.name).unwrap();
+            assert_eq!(found.tag, key.tag, "two keys named {:?} in group {:?}", key.name, group.name);
+        }
+    }
     let Some(g) = genuine else { return };
     for key in ks.keys(None, None).unwrap() {
         assert!(g.records.contains(&key_record(key.clone())), "a key record that was never sealed loaded: {key:?}");

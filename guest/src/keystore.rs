@@ -159,7 +159,75 @@ impl Keystore {
                 faults.push(RowFault { id: row.id.clone(), message: e.message().to_string() });
             }
         }
+        // Checked once the whole batch is in: within a batch, rows of one
+        // commit (an activation and its bump) arrive one by one.
+        self.fault_contradictions(&mut faults);
         Ok(faults)
+    }
+
+    /// Rows that each authenticate but contradict each other: two active keys
+    /// in a group, two keys of a group or two groups with one name. Committed
+    /// states never hold these; rows put back one by one from older versions
+    /// (or a buggy host) can. Which side is genuine cannot be told, so every
+    /// side is kept out and reported, like a corrupt row; a group with such a
+    /// key row gets no activation until the rows are repaired.
+    fn fault_contradictions(&mut self, faults: &mut Vec<RowFault>) {
+        let mut active: BTreeMap<Tag, Vec<Tag>> = BTreeMap::new();
+        let mut key_names: BTreeMap<(Tag, &str), Vec<Tag>> = BTreeMap::new();
+        for (tag, (rec, _)) in &self.keys {
+            if rec.state == KeyState::Active {
+                active.entry(rec.group).or_default().push(*tag);
+            }
+            key_names.entry((rec.group, &rec.name)).or_default().push(*tag);
+        }
+        let mut bad_keys: Vec<(Tag, Tag, String)> = Vec::new();
+        for (group, tags) in active.into_iter().filter(|(_, t)| t.len() > 1) {
+            for tag in &tags {
+                let why = format!(
+                    "{} keys of one group claim to be active ({}): rows were rolled back one by one or tampered with",
+                    tags.len(),
+                    tags.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+                );
+                bad_keys.push((group, *tag, why));
+            }
+        }
+        for ((group, name), tags) in key_names.into_iter().filter(|(_, t)| t.len() > 1) {
+            for tag in &tags {
+                let why = format!(
+                    "{} keys of one group are named {name:?}: rows were rolled back or tampered with",
+                    tags.len()
+                );
+                bad_keys.push((group, *tag, why));
+            }
+        }
+        let mut group_names: BTreeMap<&str, Vec<Tag>> = BTreeMap::new();
+        for (tag, (rec, _)) in &self.groups {
+            group_names.entry(&rec.name).or_default().push(*tag);
+        }
+        let bad_groups: Vec<(Tag, String)> = group_names
+            .into_iter()
+            .filter(|(_, t)| t.len() > 1)
+            .flat_map(|(name, tags)| {
+                let why = format!("{} groups are named {name:?}: rows were rolled back or tampered with", tags.len());
+                tags.into_iter().map(move |t| (t, why.clone()))
+            })
+            .collect();
+        for (group, tag, why) in bad_keys {
+            let id = store::key_row_id(&group, &tag);
+            if self.keys.contains_key(&tag) {
+                self.remove_key(&tag);
+            }
+            faults.retain(|f| f.id != id);
+            faults.push(RowFault { id: id.clone(), message: why.clone() });
+            self.corrupt.insert(id, why);
+        }
+        for (tag, why) in bad_groups {
+            let id = store::group_row_id(&tag);
+            self.remove_group(&tag);
+            faults.retain(|f| f.id != id);
+            faults.push(RowFault { id: id.clone(), message: why.clone() });
+            self.corrupt.insert(id, why);
+        }
     }
 
     fn load_row(&mut self, row: &Row) -> Result<()> {
@@ -655,7 +723,10 @@ impl Keystore {
 
     fn remove_group(&mut self, tag: &Tag) {
         if let Some((old, _)) = self.groups.remove(tag) {
-            self.group_names.remove(&old.name);
+            // The name may already belong to another group loaded in the same batch.
+            if self.group_names.get(&old.name) == Some(tag) {
+                self.group_names.remove(&old.name);
+            }
         }
     }
 
@@ -670,7 +741,11 @@ impl Keystore {
 
     fn remove_key(&mut self, tag: &Tag) {
         if let Some((old, _)) = self.keys.remove(tag) {
-            self.key_names.remove(&(old.group, old.name));
+            // The name may already belong to another key loaded in the same batch.
+            let name = (old.group, old.name);
+            if self.key_names.get(&name) == Some(tag) {
+                self.key_names.remove(&name);
+            }
             if self.active.get(&old.group) == Some(tag) {
                 self.active.remove(&old.group);
             }

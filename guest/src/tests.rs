@@ -554,3 +554,59 @@ fn encrypt_needs_an_active_key_and_a_known_group() {
     assert_eq!(kind(f.ks.encrypt("g", b"x", b"")), "key-unusable");
     assert_eq!(kind(f.ks.encrypt("nope", b"x", b"")), "not-found");
 }
+
+#[test]
+fn catch_up_keeps_a_name_that_moved_to_another_key_in_the_same_batch() {
+    // Elsewhere: key "a" renamed to "b", then a new key "a", and group "g"
+    // renamed to "h", then a new group "g". Loaded in one batch, in either
+    // row order, every name still leads to its holder.
+    for reverse in [false, true] {
+        let mut a = Fixture::new();
+        a.group("g");
+        a.key("g", "a", Prelive);
+        let mut b = a.reopen(&raw(1), &raw(2)).unwrap();
+        let r = a.ks.modify_key("g", "a", Some("b"), None);
+        a.ok(r);
+        a.key("g", "a", Prelive);
+        let r = a.ks.modify_group("g", Some("h"), None);
+        a.ok(r);
+        a.group("g");
+        let mut changed: Vec<Row> = a.rows.values().filter(|r| r.id != HEADER_ID).cloned().collect();
+        if reverse {
+            changed.reverse();
+        }
+        assert!(b.load(&changed, &[]).unwrap().is_empty());
+        for (group, name) in [("h", "a"), ("h", "b")] {
+            assert_eq!(b.key(group, name).unwrap().tag, a.ks.key(group, name).unwrap().tag, "{group}/{name}");
+        }
+        assert_eq!(b.group("g").unwrap().tag, a.ks.group("g").unwrap().tag);
+        assert_eq!(b.group("h").unwrap().tag, a.ks.group("h").unwrap().tag);
+    }
+}
+
+#[test]
+fn rows_rolled_back_one_by_one_cannot_make_two_active_keys() {
+    // Key "a" was active, then "b" was activated (bumping "a"). Putting back
+    // the old, genuinely sealed row of "a" would make two active keys: both
+    // rows are reported and kept out, and nothing is activated there.
+    let mut f = Fixture::new();
+    f.group("g");
+    f.key("g", "a", Active);
+    let old_a = f.rows.values().find(|r| r.id.starts_with("k:")).unwrap().clone();
+    f.key("g", "b", Prelive);
+    f.set("g", "b", Active).unwrap();
+    let ct = f.ks.encrypt("g", b"x", b"").unwrap();
+    let mut rows = f.rows.clone();
+    rows.insert(old_a.id.clone(), old_a);
+    let mut ks = Keystore::open(Box::new(f.env.clone()), &rows[HEADER_ID], &raw(1), &raw(2)).unwrap();
+    let list: Vec<Row> = rows.values().filter(|r| r.id != HEADER_ID).cloned().collect();
+    let faults = ks.load(&list, &[]).unwrap();
+    assert_eq!(faults.len(), 2, "{faults:?}");
+    assert!(faults.iter().all(|f| f.message.contains("claim to be active")), "{faults:?}");
+    assert_eq!(ks.group("g").unwrap().active_key, None);
+    assert_eq!(kind(ks.encrypt("g", b"x", b"")), "key-unusable");
+    assert_eq!(kind(ks.decrypt(&ct, b"")), "integrity");
+    let (_, c) = ks.create_key("g", "c", Prelive, None, "").unwrap();
+    assert!(!c.is_empty());
+    assert_eq!(kind(ks.set_state("g", "c", Active)), "integrity");
+}
