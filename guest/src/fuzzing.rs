@@ -465,7 +465,9 @@ pub fn ops(data: &[u8]) {
     let mut rows = Rows::default();
     rows.persist(changes);
     let mut m = Model::default();
-    let mut ciphertexts: Vec<(Vec<u8>, Tag, Vec<u8>, Vec<u8>)> = Vec::new();
+    // (ciphertext, key tag, plaintext, associated data)
+    type Sealed = (Vec<u8>, Tag, Vec<u8>, Vec<u8>);
+    let mut ciphertexts: Vec<Sealed> = Vec::new();
     // Argon2 is slow: at most one pass phrase key per input.
     let mut passphrases_left = 1;
     for op in ops.into_iter().take(200) {
