@@ -225,6 +225,9 @@ pub fn rows(data: &[u8]) {
     let g = genuine();
     let mut u = Unstructured::new(data);
     let Ok(edits) = u.arbitrary::<Vec<RowEdit>>() else { return };
+    if std::env::var_os("KEYSTATE_FUZZ_DEBUG").is_some() {
+        eprintln!("{edits:#?}");
+    }
     let header_body: Option<Vec<u8>> = u.arbitrary().ok().flatten();
     let pick = |i: u8, from: &[Row]| from[i as usize % from.len()].clone();
     let mut rows: Vec<Row> = Vec::new();
@@ -277,6 +280,9 @@ pub fn rows(data: &[u8]) {
         assert!(rows.iter().any(|r| r.id == f.id), "fault for a row never given: {f:?}");
     }
     check_loaded(&ks, Some(g));
+    if std::env::var_os("KEYSTATE_FUZZ_DEBUG").is_some() {
+        eprintln!("faults {faults:#?}\ngroups {:#?}\nkeys {:#?}", ks.groups(), ks.keys(None, None));
+    }
     exercise(&mut ks);
     check_loaded(&ks, None);
 }
@@ -287,7 +293,13 @@ fn check_loaded(ks: &Keystore, genuine: Option<&Genuine>) {
     for group in ks.groups() {
         let active = ks.keys(Some(&group.name), Some(KeyState::Active)).unwrap();
         assert!(active.len() <= 1, "group {} has {} active keys", group.name, active.len());
-        assert_eq!(group.active_key, active.first().map(|k| k.name.clone()));
+        assert_eq!(
+            group.active_key,
+            active.first().map(|k| k.name.clone()),
+            "group {} (after {}): its active key index disagrees with its keys",
+            group.name,
+            if genuine.is_some() { "loading" } else { "operations" }
+        );
         let Some(g) = genuine else { continue };
         let known = g.records.iter().any(|r| {
             r.starts_with(&format!(

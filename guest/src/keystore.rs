@@ -147,10 +147,13 @@ impl Keystore {
         for id in deleted {
             self.forget(id);
         }
-        let mut faults = Vec::new();
+        let mut faults: Vec<RowFault> = Vec::new();
         for row in rows {
             self.forget(&row.id);
-            if let Err(e) = self.load_row(row) {
+            let loaded = self.load_row(row);
+            // A row given twice in one batch: only its last copy counts.
+            faults.retain(|f| f.id != row.id);
+            if let Err(e) = loaded {
                 if row.id == HEADER_ID {
                     // Without a trustworthy header nothing can be trusted.
                     return Err(e);
@@ -228,6 +231,16 @@ impl Keystore {
             faults.push(RowFault { id: id.clone(), message: why.clone() });
             self.corrupt.insert(id, why);
         }
+        // The indexes, from what stayed: loading row by row may have left
+        // them pointing at a row that a later one in the batch replaced.
+        self.active = self
+            .keys
+            .iter()
+            .filter(|(_, (k, _))| k.state == KeyState::Active)
+            .map(|(t, (k, _))| (k.group, *t))
+            .collect();
+        self.key_names = self.keys.iter().map(|(t, (k, _))| ((k.group, k.name.clone()), *t)).collect();
+        self.group_names = self.groups.iter().map(|(t, (g, _))| (g.name.clone(), *t)).collect();
     }
 
     fn load_row(&mut self, row: &Row) -> Result<()> {
@@ -259,9 +272,14 @@ impl Keystore {
         if self.group_names.contains_key(name) {
             return Err(Error::AlreadyExists(format!("group {name:?} already exists")));
         }
+        // Not the tag of a group whose row is missing or corrupt either: its
+        // keys would join the new group.
         let tag = loop {
             let tag = Tag(random(&*self.env));
-            if !self.groups.contains_key(&tag) {
+            let taken = self.groups.contains_key(&tag)
+                || self.keys.values().any(|(k, _)| k.group == tag)
+                || self.corrupt.contains_key(&store::group_row_id(&tag));
+            if !taken {
                 break tag;
             }
         };
