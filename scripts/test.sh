@@ -17,7 +17,10 @@ if cargo fmt --version >/dev/null 2>&1; then
     cargo fmt --all -- --check
 fi
 
-step "Rust: guest (native), host through wasmtime + SQLite, CLI end to end, conformance vectors"
+# Includes the short reliability harnesses (SECURITY.md): SIGKILL crash safety,
+# multi-process history check, storage faults (mounts a small tmpfs when
+# allowed), hostile input, secrets hygiene, and a replay of the fuzz corpus.
+step "Rust: guest (native), host through wasmtime + SQLite, CLI end to end, conformance vectors, reliability harnesses"
 cargo test --workspace --locked
 
 step "the tour (README's first command), with the binary the tests built"
