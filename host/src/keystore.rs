@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use zeroize::{Zeroize, Zeroizing};
@@ -131,6 +132,9 @@ pub struct Keystore {
     /// handle run their crypto in parallel, each on its own instance, while
     /// lookups and mutations stay on the one instance in `inner`.
     readers: Mutex<Vec<Reader>>,
+    /// The storage sequence number the last operation ran against (a reader
+    /// sandbox may be ahead of the primary instance): see `committed_seq`.
+    last_seq: AtomicU64,
 }
 
 /// A sandbox that serves encryption and decryption, and the storage
@@ -223,7 +227,8 @@ impl Keystore {
     }
 
     fn from_inner(inner: Inner) -> Keystore {
-        Keystore { inner: Mutex::new(inner), readers: Mutex::new(Vec::new()) }
+        let last_seq = AtomicU64::new(inner.seq);
+        Keystore { inner: Mutex::new(inner), readers: Mutex::new(Vec::new()), last_seq }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -240,6 +245,7 @@ impl Keystore {
         let mut inner = self.lock();
         inner.heal()?;
         inner.catch_up()?;
+        self.last_seq.store(inner.seq, Ordering::Relaxed);
         op(&mut inner.guest)
     }
 
@@ -254,6 +260,7 @@ impl Keystore {
             Err(e) => {
                 // The guest refused (it changed nothing) or failed (it is marked broken).
                 inner.backend.rollback();
+                self.last_seq.store(inner.seq, Ordering::Relaxed);
                 return Err(e);
             }
         };
@@ -264,6 +271,7 @@ impl Keystore {
         match persisted {
             Ok(seq) => {
                 inner.seq = seq;
+                self.last_seq.store(seq, Ordering::Relaxed);
                 Ok(value)
             }
             Err(e) => {
@@ -409,7 +417,7 @@ impl Keystore {
     /// history checker put operations from many processes in commit order.
     #[doc(hidden)]
     pub fn committed_seq(&self) -> u64 {
-        self.lock().seq
+        self.last_seq.load(Ordering::Relaxed)
     }
 
     // ---- data -------------------------------------------------------------------------
@@ -434,6 +442,7 @@ impl Keystore {
             inner.catch_up()?;
             inner.bring_up_to_date(idle)?
         };
+        self.last_seq.store(reader.seq, Ordering::Relaxed);
         let result = op(&mut reader.guest);
         if !reader.guest.broken {
             self.readers.lock().unwrap_or_else(|p| p.into_inner()).push(reader);
