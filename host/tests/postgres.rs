@@ -510,3 +510,44 @@ fn the_cli_takes_a_url() {
     let key = json(&["key", "show", "g", "k"]);
     assert_eq!(key["state"], "inactive", "{key}");
 }
+
+#[test]
+fn after_init_a_role_with_plain_row_privileges_is_enough() {
+    let Some(s) = Scratch::postgres() else { return };
+    let url = std::env::var(common::POSTGRES_ENV).unwrap();
+    let path = s.path("grants");
+    let schema = schema_of(&path);
+    Keystore::create(&path, None, None).unwrap().create_group("g", Cipher::Aes256Gcm, "").unwrap();
+    let role = format!("clerk{}", std::process::id());
+    let mut db = postgres_client();
+    db.batch_execute(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'clerk-pw';
+         GRANT USAGE ON SCHEMA \"{schema}\" TO {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON \"{schema}\".keystate_meta, \"{schema}\".keystate_rows TO {role};"
+    ))
+    .unwrap();
+    let database: String = db.query_one("SELECT current_database()::text", &[]).unwrap().get(0);
+    let as_clerk = |schema: &str, key_files: &str| {
+        let (_, rest) = url.split_once('@').unwrap();
+        format!("postgres://{role}:clerk-pw@{rest}?schema={schema}&key_files={}", s.file(key_files).display())
+    };
+    let result = std::panic::catch_unwind(|| {
+        let ks = Keystore::open(as_clerk(&schema, "grants"), None, None).unwrap();
+        common::key_in(&ks, "g", "k", KeyState::Active);
+        let sealed = ks.encrypt("g", b"by the clerk", b"").unwrap();
+        assert_eq!(Keystore::open(&path, None, None).unwrap().decrypt(&sealed, b"").unwrap(), b"by the clerk");
+        // Without CREATE on the database, making a keystore fails clearly.
+        postgres_client().batch_execute(&format!("REVOKE CREATE ON DATABASE \"{database}\" FROM {role}")).unwrap();
+        let e = Keystore::create(as_clerk(&format!("{schema}_new"), "new"), None, None).map(|_| ()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Storage, "{e}");
+        assert!(e.message().contains("privilege") && !e.message().contains("clerk-pw"), "{e}");
+    });
+    db.batch_execute(&format!(
+        "REVOKE ALL ON ALL TABLES IN SCHEMA \"{schema}\" FROM {role}; REVOKE ALL ON SCHEMA \"{schema}\" FROM {role};
+         REVOKE ALL ON DATABASE \"{database}\" FROM {role}; DROP ROLE {role}"
+    ))
+    .unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
