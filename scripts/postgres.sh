@@ -70,7 +70,10 @@ postgres_start() {
             id -u "$POSTGRES_USER" >/dev/null 2>&1 || useradd --system --no-create-home "$POSTGRES_USER"
         fi
     fi
-    POSTGRES_DIR=$(mktemp -d "${TMPDIR:-/tmp}/keystate-pg.XXXXXX")
+    # As root, under /tmp: a TMPDIR below /root would be out of the server user's reach.
+    local parent="${TMPDIR:-/tmp}"
+    [ "$(id -u)" = 0 ] && parent=/tmp
+    POSTGRES_DIR=$(mktemp -d "$parent/keystate-pg.XXXXXX")
     trap postgres_stop EXIT
     chmod 0755 "$POSTGRES_DIR"
     local password port

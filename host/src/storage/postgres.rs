@@ -274,7 +274,10 @@ impl Postgres {
         }
         let meta = client
             .query(&format!("SELECT application_id, format FROM {}", target.table("keystate_meta")), &[])
-            .map_err(|_| not_keystore())?;
+            .map_err(|e| match e.code() {
+                Some(c) if *c == SqlState::UNDEFINED_COLUMN => not_keystore(),
+                _ => target.error("reading the keystore's meta row", e),
+            })?;
         let [row] = meta.as_slice() else { return Err(not_keystore()) };
         let (app, format) = (row.try_get::<_, i64>(0).ok(), row.try_get::<_, i32>(1).ok());
         let (Some(APPLICATION_ID), Some(format)) = (app, format) else { return Err(not_keystore()) };
@@ -296,7 +299,8 @@ impl Postgres {
                 target.table("keystate_rows"),
                 target.table("keystate_meta")
             ));
-            // Only if it is now empty: a schema the DBA made for us stays.
+            // Only if it is now empty and ours (only its owner may drop it):
+            // a schema a DBA made for the keystore normally stays.
             let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" RESTRICT", target.schema));
         }
     }
