@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of keystate. Installs what it needs on a fresh machine: the
 # wasm32-unknown-unknown target, the npm packages (jco, fast-check,
-# TypeScript) and the Python venvs (maturin, pytest, hypothesis, wasmtime-py).
+# TypeScript), the Python venvs (maturin, pytest, hypothesis, wasmtime-py) and
+# PostgreSQL (a private server for the whole run: scripts/postgres.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,10 +18,20 @@ if cargo fmt --version >/dev/null 2>&1; then
     cargo fmt --all -- --check
 fi
 
+step "PostgreSQL: a private server for the shared-keystore tests"
+source scripts/postgres.sh
+if ! postgres_start; then
+    if [ -n "${CI:-}" ]; then
+        echo "postgres: the server did not start; in CI that is a failure" >&2
+        exit 1
+    fi
+    echo "*** WARNING: no PostgreSQL server: every PostgreSQL test will be SKIPPED ***" >&2
+fi
+
 # Includes the short reliability harnesses (SECURITY.md): SIGKILL crash safety,
 # multi-process history check, storage faults (mounts a small tmpfs when
 # allowed), hostile input, secrets hygiene, and a replay of the fuzz corpus.
-step "Rust: guest (native), host through wasmtime + SQLite, CLI end to end, conformance vectors, reliability harnesses"
+step "Rust: guest (native), host through wasmtime + SQLite and PostgreSQL, CLI end to end, conformance vectors, reliability harnesses"
 cargo test --workspace --locked
 
 step "the tour (README's first command), with the binary the tests built"

@@ -70,11 +70,24 @@ impl ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    /// A conflict with another writer or a lost connection: the operation can
+    /// be run again from a fresh read.
+    retryable: bool,
 }
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into() }
+        Error { kind, message: message.into(), retryable: false }
+    }
+
+    /// Would running the operation again from a fresh read likely succeed?
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    pub(crate) fn retryable(mut self) -> Error {
+        self.retryable = true;
+        self
     }
 
     pub fn kind(&self) -> ErrorKind {

@@ -22,16 +22,20 @@ use crate::atomic_file::write_atomically;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keyfile;
 use crate::sandbox::{Guest, Limits, wit};
-use crate::storage::{self, Backend, Sqlite};
+use crate::storage::{self, Backend, Location};
 use crate::types::{Cipher, GroupInfo, KeyInfo, KeyState, Operation, RowFault, Stats};
 
 /// How much plaintext or ciphertext crosses into the sandbox per call when streaming.
 const STREAM_BLOCK: usize = 1 << 20;
 
+/// How often a mutation runs when it keeps meeting a conflict or a lost connection.
+const WRITE_ATTEMPTS: u32 = 5;
+
 /// Options for [`Keystore::create_with`].
 #[derive(Default)]
 pub struct CreateOptions<'a> {
-    /// Pass phrase of the host master key; `None`: a random key in `<path>.hmk`.
+    /// Pass phrase of the host master key; `None`: a random key in `<path>.hmk`
+    /// (for a PostgreSQL URL, in `<key_files>.hmk` when the URL has `key_files=`).
     pub hmk_passphrase: Option<&'a str>,
     /// Pass phrase of the key protection key; `None`: a random key in `<path>.kpk`.
     pub kpk_passphrase: Option<&'a str>,
@@ -64,36 +68,40 @@ pub struct KeystoreInfo {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Protection {
     pub id: String,
-    /// The key file holding a random key; `None` when the key comes from a pass phrase.
+    /// Does the key come from a pass phrase (else it is a random key in a key file)?
+    pub from_passphrase: bool,
+    /// The key file holding a random key; `None` when the key comes from a pass
+    /// phrase, or when a PostgreSQL URL does not say where its key files are.
     pub key_file: Option<PathBuf>,
 }
 
 impl Protection {
-    fn of(keystore: &Path, ext: &str, id: String, kind: wit::SecretKind) -> Protection {
-        let key_file = matches!(kind, wit::SecretKind::Raw).then(|| keyfile::path_for(keystore, ext));
-        Protection { id, key_file }
+    fn of(location: &Location, ext: &str, id: String, kind: wit::SecretKind) -> Protection {
+        let from_passphrase = matches!(kind, wit::SecretKind::Passphrase);
+        let key_file = location.key_file_base().filter(|_| !from_passphrase).map(|base| keyfile::path_for(base, ext));
+        Protection { id, from_passphrase, key_file }
     }
 
     /// Does opening the keystore need this key's pass phrase?
     pub fn needs_passphrase(&self) -> bool {
-        self.key_file.is_none()
+        self.from_passphrase
     }
 }
 
 /// Read a keystore's header: its HMK and KPK IDs, whether each comes from a
 /// pass phrase or a key file (and which), and whether it is quiesced.
 pub fn inspect(path: impl AsRef<Path>) -> Result<KeystoreInfo> {
-    let path = path.as_ref();
-    let mut backend = Sqlite::open(path)?;
+    let location = Location::parse(path.as_ref())?;
+    let mut backend = location.open()?;
     let header = backend
         .read_row("header")?
-        .ok_or_else(|| Error::new(ErrorKind::Integrity, format!("keystore {} has no header row", path.display())))?;
+        .ok_or_else(|| Error::new(ErrorKind::Integrity, format!("keystore {} has no header row", location.shown())))?;
     let info = policy(|g| g.inspect_header(&header.body))?;
     Ok(KeystoreInfo {
-        path: path.display().to_string(),
+        path: location.shown(),
         format_version: info.format_version,
-        hmk: Protection::of(path, "hmk", info.hmk_id, info.hmk_kind),
-        kpk: Protection::of(path, "kpk", info.kpk_id, info.kpk_kind),
+        hmk: Protection::of(&location, "hmk", info.hmk_id, info.hmk_kind),
+        kpk: Protection::of(&location, "kpk", info.kpk_id, info.kpk_kind),
         quiesced: info.quiesced,
     })
 }
@@ -157,8 +165,9 @@ struct Inner {
 }
 
 impl Keystore {
-    /// Create a new keystore at `path`. A `None` pass phrase makes a random key
-    /// kept in a key file beside it (`<path>.hmk`, `<path>.kpk`).
+    /// Create a new keystore at `path`: a SQLite file, or a `postgres://` URL.
+    /// A `None` pass phrase makes a random key kept in a key file beside it
+    /// (`<path>.hmk`, `<path>.kpk`; for a URL, where its `key_files=` says).
     pub fn create(
         path: impl AsRef<Path>,
         hmk_passphrase: Option<&str>,
@@ -168,18 +177,17 @@ impl Keystore {
     }
 
     pub fn create_with(path: impl AsRef<Path>, options: CreateOptions) -> Result<Keystore> {
-        let path = path.as_ref();
-        if path.exists() {
-            return Err(Error::new(ErrorKind::AlreadyExists, format!("{} already exists", path.display())));
-        }
+        let location = Location::parse(path.as_ref())?;
+        location.check_new()?;
         let mut written = Vec::new();
+        let mut created = false;
         let result = (|| {
-            let hmk = new_secret(path, "hmk", options.hmk_passphrase, &mut written)?;
-            let kpk = new_secret(path, "kpk", options.kpk_passphrase, &mut written)?;
+            let hmk = new_secret(&location, "hmk", "HMK", options.hmk_passphrase, &mut written)?;
+            let kpk = new_secret(&location, "kpk", "KPK", options.kpk_passphrase, &mut written)?;
             let mut guest = Guest::new(options.limits)?;
             let changes = guest.create(&hmk.to_wit().0, options.hmk_id, &kpk.to_wit().0, options.kpk_id)?;
-            let mut backend: Box<dyn Backend> = Box::new(Sqlite::create(path)?);
-            written.push(path.to_path_buf());
+            let mut backend = location.create()?;
+            created = true;
             backend.begin_write()?;
             let format_version = guest.inspect_header(&changes_header(&changes)?)?.format_version;
             let seq = backend.apply(&change_set(changes))?;
@@ -190,11 +198,10 @@ impl Keystore {
             Ok(inner) => Ok(Keystore::from_inner(inner)),
             Err(e) => {
                 for file in &written {
-                    for suffix in ["", "-wal", "-shm"] {
-                        let mut name = file.as_os_str().to_owned();
-                        name.push(suffix);
-                        let _ = std::fs::remove_file(PathBuf::from(name));
-                    }
+                    let _ = std::fs::remove_file(file);
+                }
+                if created {
+                    location.remove_new();
                 }
                 Err(e)
             }
@@ -211,14 +218,14 @@ impl Keystore {
     }
 
     pub fn open_with(path: impl AsRef<Path>, options: OpenOptions) -> Result<Keystore> {
-        let path = path.as_ref();
-        let mut backend: Box<dyn Backend> = Box::new(Sqlite::open(path)?);
+        let location = Location::parse(path.as_ref())?;
+        let mut backend = location.open()?;
         let mut guest = Guest::new(options.limits)?;
         let snapshot = backend.load_all()?;
         let header = header_row(&snapshot.rows, &backend.location())?;
         let info = guest.inspect_header(&header.body)?;
-        let hmk = existing_secret(path, "hmk", "HMK", info.hmk_kind, options.hmk_passphrase)?;
-        let kpk = existing_secret(path, "kpk", "KPK", info.kpk_kind, options.kpk_passphrase)?;
+        let hmk = existing_secret(&location, "hmk", "HMK", info.hmk_kind, options.hmk_passphrase)?;
+        let kpk = existing_secret(&location, "kpk", "KPK", info.kpk_kind, options.kpk_passphrase)?;
         let format_version = info.format_version;
         let mut inner =
             Inner { guest, backend, hmk, kpk, limits: options.limits, seq: 0, format_version, faults: BTreeMap::new() };
@@ -249,37 +256,35 @@ impl Keystore {
         op(&mut inner.guest)
     }
 
-    /// Run a mutation: inside a storage write, on an up-to-date model, persisted before it returns.
-    fn mutate<T>(&self, op: impl FnOnce(&mut Guest) -> Result<(T, wit::ChangeSet)>) -> Result<T> {
+    /// Where this keystore lives: its file, or its URL without the password.
+    pub fn location(&self) -> String {
+        self.lock().backend.location()
+    }
+
+    /// Run a mutation: inside a storage write, on an up-to-date model, persisted
+    /// before it returns. A conflict with another writer or a lost connection
+    /// runs it again from storage's state, a bounded number of times.
+    fn mutate<T>(&self, op: impl Fn(&mut Guest) -> Result<(T, wit::ChangeSet)>) -> Result<T> {
         let mut inner = self.lock();
-        inner.heal()?;
-        inner.backend.begin_write()?;
-        let result = inner.catch_up().and_then(|_| op(&mut inner.guest));
-        let (value, changes) = match result {
-            Ok(done) => done,
-            Err(e) => {
-                // The guest refused (it changed nothing) or failed (it is marked broken).
-                inner.backend.rollback();
-                self.last_seq.store(inner.seq, Ordering::Relaxed);
-                return Err(e);
-            }
-        };
-        let persisted = match changes.upserts.is_empty() && changes.deletes.is_empty() {
-            true => inner.backend.commit().map(|_| inner.seq),
-            false => inner.backend.apply(&change_set(changes)).and_then(|seq| inner.backend.commit().map(|_| seq)),
-        };
-        match persisted {
-            Ok(seq) => {
-                inner.seq = seq;
-                self.last_seq.store(seq, Ordering::Relaxed);
-                Ok(value)
-            }
-            Err(e) => {
-                inner.backend.rollback();
-                // The guest already applied the mutation: rebuild it from storage.
-                inner.guest.broken = true;
-                let _ = inner.heal();
-                Err(e)
+        let mut attempt = 1;
+        loop {
+            let result = inner.mutate(&op);
+            self.last_seq.store(inner.seq, Ordering::Relaxed);
+            match result {
+                Err(e) if e.is_retryable() && attempt < WRITE_ATTEMPTS => {
+                    // Back off a little more each time, so that competing hosts spread out.
+                    std::thread::sleep(std::time::Duration::from_millis(5 << attempt));
+                    attempt += 1;
+                }
+                Err(e) if e.is_retryable() => {
+                    return Err(Error::new(
+                        ErrorKind::Storage,
+                        format!(
+                            "gave up after {WRITE_ATTEMPTS} attempts, each meeting a conflict or a lost connection; the last: {e}"
+                        ),
+                    ));
+                }
+                result => return result,
             }
         }
     }
@@ -524,6 +529,39 @@ impl Keystore {
 }
 
 impl Inner {
+    /// One attempt at a mutation. On any failure nothing is persisted, and a
+    /// guest that already applied the change is rebuilt from storage.
+    fn mutate<T>(&mut self, op: &impl Fn(&mut Guest) -> Result<(T, wit::ChangeSet)>) -> Result<T> {
+        self.heal()?;
+        self.backend.begin_write()?;
+        let result = self.catch_up().and_then(|_| op(&mut self.guest));
+        let (value, changes) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                // The guest refused (it changed nothing) or failed (it is marked broken).
+                self.backend.rollback();
+                return Err(e);
+            }
+        };
+        let persisted = match changes.upserts.is_empty() && changes.deletes.is_empty() {
+            true => self.backend.commit().map(|_| self.seq),
+            false => self.backend.apply(&change_set(changes)).and_then(|seq| self.backend.commit().map(|_| seq)),
+        };
+        match persisted {
+            Ok(seq) => {
+                self.seq = seq;
+                Ok(value)
+            }
+            Err(e) => {
+                self.backend.rollback();
+                // The guest already applied the mutation: rebuild it from storage.
+                self.guest.broken = true;
+                let _ = self.heal();
+                Err(e)
+            }
+        }
+    }
+
     /// Open the guest on a full snapshot of storage.
     fn start(&mut self, snapshot: storage::Changes) -> Result<()> {
         let faults = open_guest(&mut self.guest, &self.hmk, &self.kpk, &snapshot, &self.backend.location())?;
@@ -624,13 +662,20 @@ fn change_set(c: wit::ChangeSet) -> storage::ChangeSet {
 }
 
 /// A new keystore's secret: the pass phrase, or a random key written to its key file.
-fn new_secret(path: &Path, ext: &str, passphrase: Option<&str>, written: &mut Vec<PathBuf>) -> Result<Secret> {
+fn new_secret(
+    location: &Location,
+    ext: &str,
+    what: &str,
+    passphrase: Option<&str>,
+    written: &mut Vec<PathBuf>,
+) -> Result<Secret> {
     match passphrase {
         Some(p) => Ok(Secret::Passphrase(Zeroizing::new(p.to_string()))),
         None => {
+            let base = location.key_file_base().ok_or_else(|| no_key_file_place(location, what))?;
             let mut key = Zeroizing::new([0u8; 32]);
             getrandom::fill(key.as_mut()).map_err(|e| Error::storage("OS random source", e))?;
-            let file = keyfile::path_for(path, ext);
+            let file = keyfile::path_for(base, ext);
             keyfile::write(&file, &key)?;
             written.push(file);
             Ok(Secret::Raw(Zeroizing::new(key.to_vec())))
@@ -640,13 +685,17 @@ fn new_secret(path: &Path, ext: &str, passphrase: Option<&str>, written: &mut Ve
 
 /// An existing keystore's secret, as its header says it was made.
 fn existing_secret(
-    path: &Path,
+    location: &Location,
     ext: &str,
     what: &str,
     kind: wit::SecretKind,
     passphrase: Option<&str>,
 ) -> Result<Secret> {
-    let file = keyfile::path_for(path, ext);
+    let file = match (location.key_file_base(), kind) {
+        (Some(base), _) => keyfile::path_for(base, ext),
+        (None, wit::SecretKind::Raw) => return Err(no_key_file_place(location, what)),
+        (None, wit::SecretKind::Passphrase) => PathBuf::new(),
+    };
     match (kind, passphrase) {
         (wit::SecretKind::Passphrase, Some(p)) => Ok(Secret::Passphrase(Zeroizing::new(p.to_string()))),
         (wit::SecretKind::Passphrase, None) => {
@@ -658,6 +707,16 @@ fn existing_secret(
             file.display()
         ))),
     }
+}
+
+/// A URL keystore whose URL does not say where random key files live.
+fn no_key_file_place(location: &Location, what: &str) -> Error {
+    Error::invalid(format!(
+        "keystore {} keeps no key files unless its URL says where: give the {what} pass phrase, \
+         or add key_files=<path prefix> to the URL (the {what} key file is then <path prefix>.{})",
+        location.shown(),
+        what.to_lowercase()
+    ))
 }
 
 fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {

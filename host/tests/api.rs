@@ -1,6 +1,28 @@
-//! The rule book through the real component and SQLite, as a Rust user sees it.
+//! The rule book through the real component, as a Rust user sees it: every
+//! test that takes a `&Scratch` runs on SQLite and on PostgreSQL.
 
 mod common;
+
+on_every_backend! {
+    every_transition_pair_through_the_host,
+    create_in_each_state,
+    every_state_and_operation_through_the_host,
+    the_bump_holds_after_reopen,
+    recover_through_the_host,
+    reopen_after_every_kind_of_mutation,
+    passphrase_keystore_and_wrong_passphrases,
+    quiesce_is_seen_by_every_handle,
+    a_change_in_one_handle_is_seen_by_the_next_operation_of_another,
+    files_round_trip_and_tampering_leaves_no_output,
+    a_guest_that_hits_its_memory_cap_is_an_error_and_is_rebuilt,
+    a_guest_past_its_deadline_is_an_error_and_is_rebuilt,
+    tampered_ciphertexts_are_integrity_through_the_host,
+    data_for_another_keystore_or_group,
+    a_keystore_is_shared_between_threads,
+    data_operations_see_the_handles_own_mutations_at_once,
+    a_stream_does_not_hold_the_handle,
+    a_tampered_row_is_integrity_and_the_rest_stays_usable,
+}
 
 use KeyState::*;
 use common::{Scratch, key_in, kind};
@@ -19,9 +41,7 @@ fn the_component_imports_nothing_but_its_host_interface() {
     }
 }
 
-#[test]
-fn every_transition_pair_through_the_host() {
-    let s = Scratch::new();
+fn every_transition_pair_through_the_host(s: &Scratch) {
     let (_, ks) = s.keystore();
     for (i, from) in KeyState::ALL.into_iter().enumerate() {
         for (j, to) in KeyState::ALL.into_iter().enumerate() {
@@ -62,9 +82,7 @@ fn every_transition_pair_through_the_host() {
     );
 }
 
-#[test]
-fn create_in_each_state() {
-    let s = Scratch::new();
+fn create_in_each_state(s: &Scratch) {
     let (_, ks) = s.keystore();
     ks.create_group("g", Cipher::Aes256Gcm, "").unwrap();
     for state in KeyState::ALL {
@@ -80,9 +98,7 @@ fn create_in_each_state() {
     assert_eq!(ks.keys(Some("g"), None).unwrap().len(), 2);
 }
 
-#[test]
-fn every_state_and_operation_through_the_host() {
-    let s = Scratch::new();
+fn every_state_and_operation_through_the_host(s: &Scratch) {
     let (_, ks) = s.keystore();
     let expected = [
         (Prelive, vec![Operation::Delete]),
@@ -129,9 +145,7 @@ fn every_state_and_operation_through_the_host() {
     }
 }
 
-#[test]
-fn the_bump_holds_after_reopen() {
-    let s = Scratch::new();
+fn the_bump_holds_after_reopen(s: &Scratch) {
     let (path, ks) = s.keystore();
     ks.create_group("g", Cipher::Aes256Gcm, "").unwrap();
     ks.create_key("g", "k1", Active, None, "").unwrap();
@@ -147,9 +161,7 @@ fn the_bump_holds_after_reopen() {
     assert_eq!(ks.group("g").unwrap().active_key.as_deref(), Some("k2"));
 }
 
-#[test]
-fn recover_through_the_host() {
-    let s = Scratch::new();
+fn recover_through_the_host(s: &Scratch) {
     let (path, ks) = s.keystore();
     ks.create_group("g", Cipher::Aes128Gcm, "").unwrap();
     let key = ks.create_key("g", "pp", Active, Some("offsite tape"), "").unwrap();
@@ -175,9 +187,7 @@ fn recover_through_the_host() {
     assert_eq!(kind(ks.recover_key("g", "rnd", &rnd.tag, "", Inactive)), ErrorKind::WrongPassphrase);
 }
 
-#[test]
-fn reopen_after_every_kind_of_mutation() {
-    let s = Scratch::new();
+fn reopen_after_every_kind_of_mutation(s: &Scratch) {
     let (path, ks) = s.keystore();
     let same = |ks: &Keystore| {
         let other = Keystore::open(&path, None, None).unwrap();
@@ -211,9 +221,7 @@ fn reopen_after_every_kind_of_mutation() {
     same(&ks);
 }
 
-#[test]
-fn passphrase_keystore_and_wrong_passphrases() {
-    let s = Scratch::new();
+fn passphrase_keystore_and_wrong_passphrases(s: &Scratch) {
     let path = s.path("pp.db");
     let options = CreateOptions {
         hmk_passphrase: Some("hmk words"),
@@ -224,7 +232,7 @@ fn passphrase_keystore_and_wrong_passphrases() {
     let ks = Keystore::create_with(&path, options).unwrap();
     ks.create_group("g", Cipher::Aes256Gcm, "").unwrap();
     drop(ks);
-    assert!(!s.path("pp.db.hmk").exists(), "no key file for a pass phrase HMK");
+    assert!(!s.file("pp.db.hmk").exists(), "no key file for a pass phrase HMK");
     let info = keystate::inspect(&path).unwrap();
     assert_eq!(
         (info.hmk.id.as_str(), info.hmk.needs_passphrase(), info.kpk.needs_passphrase()),
@@ -283,9 +291,7 @@ fn missing_existing_and_garbage_keystores() {
     assert_eq!(kind(Keystore::open(&foreign, None, None)), ErrorKind::Integrity);
 }
 
-#[test]
-fn a_tampered_row_is_integrity_and_the_rest_stays_usable() {
-    let s = Scratch::new();
+fn a_tampered_row_is_integrity_and_the_rest_stays_usable(s: &Scratch) {
     let (path, ks) = s.keystore();
     key_in(&ks, "g", "k", Active);
     key_in(&ks, "h", "k", Active);
@@ -296,18 +302,22 @@ fn a_tampered_row_is_integrity_and_the_rest_stays_usable() {
     let g_tag = ks.key("g", "k").unwrap().tag;
     drop(ks);
 
-    let db = rusqlite::Connection::open(&path).unwrap();
-    let changed = db
-        .execute(
-            "UPDATE rows SET body = CAST(substr(body, 1, 20) || x'ff' || substr(body, 22) AS BLOB) WHERE id LIKE ?1",
-            [format!("k:%:{g_tag}")],
-        )
-        .unwrap();
+    let changed = s.update_rows(
+        &path,
+        "UPDATE rows SET body = CAST(substr(body, 1, 20) || x'ff' || substr(body, 22) AS BLOB) WHERE id LIKE ?1",
+        "UPDATE {rows} SET body = overlay(body placing '\\xff'::bytea from 21 for 1) WHERE id LIKE $1",
+        &format!("k:%:{g_tag}"),
+    );
     assert_eq!(changed, 1);
-    // A row mangled into the wrong column type is a corrupt row too, not an unreadable keystore.
-    let changed = db.execute("UPDATE rows SET body = 'garbage' WHERE id LIKE ?1", [format!("k:%:{x_tag}")]).unwrap();
+    // A row mangled into garbage (in SQLite even the wrong column type) is a
+    // corrupt row too, not an unreadable keystore.
+    let changed = s.update_rows(
+        &path,
+        "UPDATE rows SET body = 'garbage' WHERE id LIKE ?1",
+        "UPDATE {rows} SET body = 'garbage'::bytea WHERE id LIKE $1",
+        &format!("k:%:{x_tag}"),
+    );
     assert_eq!(changed, 1);
-    drop(db);
 
     let ks = Keystore::open(&path, None, None).unwrap();
     let faults = ks.faults().unwrap();
@@ -324,9 +334,7 @@ fn a_tampered_row_is_integrity_and_the_rest_stays_usable() {
     assert_eq!(kind(ks.set_state("g", "k2", Active)), ErrorKind::Integrity);
 }
 
-#[test]
-fn quiesce_is_seen_by_every_handle() {
-    let s = Scratch::new();
+fn quiesce_is_seen_by_every_handle(s: &Scratch) {
     let (path, a) = s.keystore();
     key_in(&a, "g", "k", Active);
     let b = Keystore::open(&path, None, None).unwrap();
@@ -340,9 +348,7 @@ fn quiesce_is_seen_by_every_handle() {
     a.set_state("g", "k", Inactive).unwrap();
 }
 
-#[test]
-fn a_change_in_one_handle_is_seen_by_the_next_operation_of_another() {
-    let s = Scratch::new();
+fn a_change_in_one_handle_is_seen_by_the_next_operation_of_another(s: &Scratch) {
     let (path, a) = s.keystore();
     key_in(&a, "g", "k1", Active);
     let b = Keystore::open(&path, None, None).unwrap();
@@ -364,17 +370,15 @@ fn a_change_in_one_handle_is_seen_by_the_next_operation_of_another() {
     assert_eq!(kind(a.key("g", "k1")), ErrorKind::NotFound);
 }
 
-#[test]
-fn files_round_trip_and_tampering_leaves_no_output() {
-    let s = Scratch::new();
+fn files_round_trip_and_tampering_leaves_no_output(s: &Scratch) {
     let (_, ks) = s.keystore();
     key_in(&ks, "g", "k", Active);
-    let src = s.path("plain.bin");
+    let src = s.file("plain.bin");
     let data: Vec<u8> = (0..3_000_017u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&src, &data).unwrap();
-    let enc = s.path("plain.bin.ks");
+    let enc = s.file("plain.bin.ks");
     assert_eq!(ks.encrypt_file("g", &src, &enc, b"img").unwrap(), data.len() as u64);
-    let dec = s.path("plain.out");
+    let dec = s.file("plain.out");
     assert_eq!(ks.decrypt_file(&enc, &dec, b"img").unwrap(), data.len() as u64);
     assert_eq!(std::fs::read(&dec).unwrap(), data);
 
@@ -388,7 +392,7 @@ fn files_round_trip_and_tampering_leaves_no_output() {
     let mid = sealed.len() / 2;
     sealed[mid] ^= 1;
     std::fs::write(&enc, &sealed).unwrap();
-    let dec2 = s.path("tampered.out");
+    let dec2 = s.file("tampered.out");
     assert_eq!(kind(ks.decrypt_file(&enc, &dec2, b"img")), ErrorKind::Integrity);
     assert!(!dec2.exists(), "no partial plaintext is left behind");
     sealed[mid] ^= 1;
@@ -405,9 +409,7 @@ fn files_round_trip_and_tampering_leaves_no_output() {
     assert_eq!(kind(ks.decrypt(&[], b"")), ErrorKind::Integrity);
 }
 
-#[test]
-fn a_guest_that_hits_its_memory_cap_is_an_error_and_is_rebuilt() {
-    let s = Scratch::new();
+fn a_guest_that_hits_its_memory_cap_is_an_error_and_is_rebuilt(s: &Scratch) {
     let path = s.path("small.db");
     let limits = Limits { memory_bytes: 8 << 20, ..Limits::default() };
     let ks = Keystore::create_with(&path, CreateOptions { limits, ..Default::default() }).unwrap();
@@ -425,9 +427,7 @@ fn a_guest_that_hits_its_memory_cap_is_an_error_and_is_rebuilt() {
     assert_eq!(ks.keys(None, None).unwrap().len(), 2);
 }
 
-#[test]
-fn a_guest_past_its_deadline_is_an_error_and_is_rebuilt() {
-    let s = Scratch::new();
+fn a_guest_past_its_deadline_is_an_error_and_is_rebuilt(s: &Scratch) {
     let (path, ks) = s.keystore();
     key_in(&ks, "g", "k", Active);
     drop(ks);
@@ -447,9 +447,7 @@ fn a_guest_past_its_deadline_is_an_error_and_is_rebuilt() {
     assert_eq!(ks.keys(None, None).unwrap().len(), 1);
 }
 
-#[test]
-fn tampered_ciphertexts_are_integrity_through_the_host() {
-    let s = Scratch::new();
+fn tampered_ciphertexts_are_integrity_through_the_host(s: &Scratch) {
     let (_, ks) = s.keystore();
     key_in(&ks, "g", "k", Active);
     // Three chunks of the default 64 KiB and a short final one.
@@ -503,9 +501,7 @@ fn tampered_ciphertexts_are_integrity_through_the_host() {
     assert_eq!(ks.decrypt(&sealed, b"image-9").unwrap(), data);
 }
 
-#[test]
-fn data_for_another_keystore_or_group() {
-    let s = Scratch::new();
+fn data_for_another_keystore_or_group(s: &Scratch) {
     let (_, a) = s.keystore();
     key_in(&a, "g", "k", Active);
     let other = Keystore::create(s.path("other.db"), None, None).unwrap();
@@ -514,11 +510,9 @@ fn data_for_another_keystore_or_group() {
     assert_eq!(kind(other.decrypt(&sealed, b"")), ErrorKind::NotFound);
 }
 
-#[test]
-fn a_keystore_is_shared_between_threads() {
+fn a_keystore_is_shared_between_threads(s: &Scratch) {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Keystore>();
-    let s = Scratch::new();
     let (_, ks) = s.keystore();
     key_in(&ks, "g", "k", Active);
     std::thread::scope(|scope| {
@@ -535,9 +529,7 @@ fn a_keystore_is_shared_between_threads() {
     });
 }
 
-#[test]
-fn data_operations_see_the_handles_own_mutations_at_once() {
-    let s = Scratch::new();
+fn data_operations_see_the_handles_own_mutations_at_once(s: &Scratch) {
     let (_, ks) = s.keystore();
     key_in(&ks, "g", "k1", Active);
     // Warm the sandboxes that serve encryption, then change the keys under them.
@@ -552,8 +544,7 @@ fn data_operations_see_the_handles_own_mutations_at_once() {
     assert_eq!(ks.decrypt(&new, b"").unwrap(), b"two");
 }
 
-#[test]
-fn a_stream_does_not_hold_the_handle() {
+fn a_stream_does_not_hold_the_handle(s: &Scratch) {
     // The writer of a running decryption uses the same handle: this must not wait on the stream.
     struct Looking<'a> {
         ks: &'a Keystore,
@@ -572,7 +563,6 @@ fn a_stream_does_not_hold_the_handle() {
             Ok(())
         }
     }
-    let s = Scratch::new();
     let (_, ks) = s.keystore();
     key_in(&ks, "g", "k", Active);
     let data = vec![7u8; 3 << 20];

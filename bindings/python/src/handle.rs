@@ -36,8 +36,10 @@ fn as_str(secret: &Secret) -> Option<&str> {
 }
 
 impl Handle {
-    fn new(keystore: Keystore, path: PathBuf) -> Handle {
-        Handle { keystore: RwLock::new(Some(Arc::new(keystore))), path: path.display().to_string() }
+    fn new(keystore: Keystore) -> Handle {
+        // The location as the library shows it: a URL's password left out.
+        let path = keystore.location();
+        Handle { keystore: RwLock::new(Some(Arc::new(keystore))), path }
     }
 
     /// The keystore, unless closed.
@@ -62,7 +64,7 @@ impl Handle {
     ) -> PyResult<Handle> {
         let (hmk, kpk) = (secret(hmk_passphrase), secret(kpk_passphrase));
         let ks = run(py, || Keystore::create(&path, as_str(&hmk), as_str(&kpk)))?;
-        Ok(Handle::new(ks, path))
+        Ok(Handle::new(ks))
     }
 
     #[staticmethod]
@@ -75,7 +77,7 @@ impl Handle {
     ) -> PyResult<Handle> {
         let (hmk, kpk) = (secret(hmk_passphrase), secret(kpk_passphrase));
         let ks = run(py, || Keystore::open(&path, as_str(&hmk), as_str(&kpk)))?;
-        Ok(Handle::new(ks, path))
+        Ok(Handle::new(ks))
     }
 
     /// Let go of the keystore (idempotent).

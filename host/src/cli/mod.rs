@@ -38,12 +38,14 @@ its HMK/KPK pass phrase only if it was created with one.";
 /// Key groups and key records with the lifecycle of an enterprise backup KMS
 /// (prelive, active, inactive, deprecated, terminated), pass phrase keys that can
 /// be recovered after deletion, and authenticated encryption of data at rest.
-/// The keystore is one SQLite file; random HMK/KPK keys live in key files beside
-/// it (<keystore>.hmk, <keystore>.kpk) unless they come from pass phrases.
+/// The keystore is one SQLite file, or a PostgreSQL database shared by many hosts
+/// (postgres://user@host/db); random HMK/KPK keys live in key files beside it
+/// (<keystore>.hmk, <keystore>.kpk; for a URL, where its key_files= says) unless
+/// they come from pass phrases.
 #[derive(Debug, Parser)]
 #[command(name = "keystate", version, after_help = after_help(), max_term_width = 100)]
 pub struct Cli {
-    /// The keystore file (every command but `policy` needs one).
+    /// The keystore: a file, or a postgres:// URL (every command but `policy` needs one).
     #[arg(long, short = 'k', env = "KEYSTATE_KEYSTORE", value_name = "PATH", global = true)]
     pub keystore: Option<PathBuf>,
 
@@ -463,7 +465,7 @@ fn init(path: &Path, args: InitArgs, sources: Sources, out: Output) -> Result<()
     };
     let mut human = format!(
         "created keystore {}\nHMK {}: {}\nKPK {}: {}",
-        path.display(),
+        info.path,
         stats.hmk_id,
         describe(&hmk_file, secrets::HMK.var),
         stats.kpk_id,
@@ -479,7 +481,7 @@ fn init(path: &Path, args: InitArgs, sources: Sources, out: Output) -> Result<()
     out.done(
         &human,
         json!({
-            "keystore": path.display().to_string(),
+            "keystore": info.path,
             "hmk_id": stats.hmk_id,
             "kpk_id": stats.kpk_id,
             "hmk_file": file_json(&hmk_file),

@@ -2,11 +2,15 @@
 //! persists change sets atomically with compare-and-swap on row versions and
 //! tells a process cheaply which rows others changed since it last looked.
 
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
+pub use postgres::Postgres;
 pub use sqlite::Sqlite;
 
-use crate::error::Result;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, ErrorKind, Result};
 
 /// A stored row, as the component sealed it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,4 +67,76 @@ pub trait Backend: Send {
 
     /// Where this keystore lives, for messages and stats.
     fn location(&self) -> String;
+}
+
+/// Where a keystore lives: a SQLite file, or a PostgreSQL URL
+/// (`postgres://` or `postgresql://`).
+pub(crate) enum Location {
+    File(PathBuf),
+    Postgres(Box<postgres::Target>),
+}
+
+impl Location {
+    pub fn parse(path: &Path) -> Result<Location> {
+        match path.to_str() {
+            Some(text) if postgres::is_url(text) => Ok(Location::Postgres(Box::new(postgres::Target::parse(text)?))),
+            _ => Ok(Location::File(path.to_path_buf())),
+        }
+    }
+
+    /// Make a new, empty keystore; fails with `AlreadyExists` if there is one.
+    pub fn create(&self) -> Result<Box<dyn Backend>> {
+        Ok(match self {
+            Location::File(path) => Box::new(Sqlite::create(path)?),
+            Location::Postgres(target) => Box::new(Postgres::create(target)?),
+        })
+    }
+
+    pub fn open(&self) -> Result<Box<dyn Backend>> {
+        Ok(match self {
+            Location::File(path) => Box::new(Sqlite::open(path)?),
+            Location::Postgres(target) => Box::new(Postgres::open(target)?),
+        })
+    }
+
+    /// Fail early, before any key file is written, if a keystore is known to be there.
+    pub fn check_new(&self) -> Result<()> {
+        match self {
+            Location::File(path) if path.exists() => {
+                Err(Error::new(ErrorKind::AlreadyExists, format!("{} already exists", path.display())))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Remove what a `create` made, after it failed half-way.
+    pub fn remove_new(&self) {
+        match self {
+            Location::File(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut name = path.as_os_str().to_owned();
+                    name.push(suffix);
+                    let _ = std::fs::remove_file(PathBuf::from(name));
+                }
+            }
+            Location::Postgres(target) => Postgres::remove(target),
+        }
+    }
+
+    /// The base name of random key files (`<base>.hmk`): the file itself, or
+    /// a URL's `key_files` parameter (`None`: the URL names no place for them).
+    pub fn key_file_base(&self) -> Option<&Path> {
+        match self {
+            Location::File(path) => Some(path),
+            Location::Postgres(target) => target.key_files(),
+        }
+    }
+
+    /// For messages: the path, or the URL without its password.
+    pub fn shown(&self) -> String {
+        match self {
+            Location::File(path) => path.display().to_string(),
+            Location::Postgres(target) => target.shown().to_string(),
+        }
+    }
 }

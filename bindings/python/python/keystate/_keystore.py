@@ -73,11 +73,12 @@ class Keystore:
     def create(
         cls, path: _Path, hmk_passphrase: Optional[str] = None, kpk_passphrase: Optional[str] = None
     ) -> Keystore:
-        """Create a new keystore file at ``path``.
+        """Create a new keystore at ``path``: a file, or a ``postgres://`` URL.
 
         A ``None`` pass phrase makes a random key kept in a key file beside it
         (``<path>.hmk`` for the HMK, which seals the keystore; ``<path>.kpk`` for
         the KPK, which wraps key material): back those up apart from the keystore.
+        A URL keystore keeps key files only where its ``key_files=`` parameter says.
         """
         return cls._wrap(_native.Handle.create(_path(path), hmk_passphrase, kpk_passphrase))
 
@@ -100,7 +101,7 @@ class Keystore:
 
     @property
     def path(self) -> str:
-        """The keystore file's path, as given."""
+        """The keystore file's path, or its URL without the password."""
         return str(self._h.path)
 
     def __enter__(self) -> Keystore:
