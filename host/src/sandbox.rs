@@ -585,6 +585,33 @@ impl Guest {
         Ok(out)
     }
 
+    /// The header of a started encryption, to share with `seal_chunks` on other instances.
+    pub(crate) fn encryptor_header(&mut self, handle: ResourceAny) -> Result<Vec<u8>> {
+        self.run(|b, s| b.keystate_kms_keystore().encryptor().call_header(s, handle))
+    }
+
+    pub(crate) fn seal_chunks(
+        &mut self,
+        header: &[u8],
+        aad: &[u8],
+        first: u64,
+        plaintext: &[u8],
+        last: bool,
+    ) -> Result<Vec<u8>> {
+        self.call(|b, s| b.keystate_kms_keystore().call_seal_chunks(s, header, aad, first, plaintext, last))
+    }
+
+    pub(crate) fn open_chunks(
+        &mut self,
+        header: &[u8],
+        aad: &[u8],
+        first: u64,
+        ciphertext: &[u8],
+        last: bool,
+    ) -> Result<Vec<u8>> {
+        self.call(|b, s| b.keystate_kms_keystore().call_open_chunks(s, header, aad, first, ciphertext, last))
+    }
+
     pub(crate) fn drop_stream(&mut self, handle: ResourceAny) {
         if !self.broken {
             let _ = self.run(|_, s| handle.resource_drop(s));
@@ -648,6 +675,7 @@ fn cipher_out(c: Cipher) -> wit::Cipher {
     match c {
         Cipher::Aes256Gcm => wit::Cipher::Aes256Gcm,
         Cipher::Aes128Gcm => wit::Cipher::Aes128Gcm,
+        Cipher::ChaCha20Poly1305 => wit::Cipher::Chacha20Poly1305,
     }
 }
 
@@ -655,6 +683,7 @@ fn cipher_in(c: wit::Cipher) -> Cipher {
     match c {
         wit::Cipher::Aes256Gcm => Cipher::Aes256Gcm,
         wit::Cipher::Aes128Gcm => Cipher::Aes128Gcm,
+        wit::Cipher::Chacha20Poly1305 => Cipher::ChaCha20Poly1305,
     }
 }
 
