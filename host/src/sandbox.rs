@@ -39,11 +39,15 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Wall-clock budget of one call into the guest.
     pub call_deadline: Duration,
+    /// Sandboxes one large message is spread over (each on its own thread);
+    /// default: the available cores, at most 8.
+    pub workers: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { memory_bytes: 2 << 30, call_deadline: Duration::from_secs(120) }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Limits { memory_bytes: 2 << 30, call_deadline: Duration::from_secs(120), workers: cores.min(8) }
     }
 }
 
@@ -560,31 +564,6 @@ impl Guest {
         self.call(|b, s| b.keystate_kms_keystore().call_begin_encrypt(s, group, aad, chunk_size))
     }
 
-    pub(crate) fn begin_decrypt(&mut self, aad: &[u8]) -> Result<ResourceAny> {
-        self.run(|b, s| b.keystate_kms_keystore().call_begin_decrypt(s, aad))
-    }
-
-    /// Feed a stream (encryptor or decryptor); `last` finishes it and drops the resource.
-    pub(crate) fn stream(&mut self, handle: ResourceAny, encrypting: bool, data: &[u8], last: bool) -> Result<Vec<u8>> {
-        let mut out = if data.is_empty() && last {
-            Vec::new()
-        } else if encrypting {
-            self.call(|b, s| b.keystate_kms_keystore().encryptor().call_update(s, handle, data))?
-        } else {
-            self.call(|b, s| b.keystate_kms_keystore().decryptor().call_update(s, handle, data))?
-        };
-        if last {
-            let rest = if encrypting {
-                self.call(|b, s| b.keystate_kms_keystore().encryptor().call_finish(s, handle))
-            } else {
-                self.call(|b, s| b.keystate_kms_keystore().decryptor().call_finish(s, handle))
-            };
-            self.drop_stream(handle);
-            out.extend(rest?);
-        }
-        Ok(out)
-    }
-
     /// The header of a started encryption, to share with `seal_chunks` on other instances.
     pub(crate) fn encryptor_header(&mut self, handle: ResourceAny) -> Result<Vec<u8>> {
         self.run(|b, s| b.keystate_kms_keystore().encryptor().call_header(s, handle))
@@ -612,7 +591,7 @@ impl Guest {
         self.call(|b, s| b.keystate_kms_keystore().call_open_chunks(s, header, aad, first, ciphertext, last))
     }
 
-    pub(crate) fn drop_stream(&mut self, handle: ResourceAny) {
+    pub(crate) fn drop_encryptor(&mut self, handle: ResourceAny) {
         if !self.broken {
             let _ = self.run(|_, s| handle.resource_drop(s));
         }
