@@ -40,15 +40,21 @@ pub struct Limits {
     /// Wall-clock budget of one call into the guest.
     pub call_deadline: Duration,
     /// Sandboxes one large message is spread over (each on its own thread);
-    /// default: the available cores, at most 8.
+    /// default: `$KEYSTATE_WORKERS` if set, else the available cores, at most 8.
     pub workers: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Limits { memory_bytes: 2 << 30, call_deadline: Duration::from_secs(120), workers: cores.min(8) }
+        Limits { memory_bytes: 2 << 30, call_deadline: Duration::from_secs(120), workers: default_workers() }
     }
+}
+
+/// `$KEYSTATE_WORKERS` (an operator's cap, e.g. under a CPU quota the core
+/// count does not show), else the available cores, at most 8.
+fn default_workers() -> usize {
+    let from_env = std::env::var("KEYSTATE_WORKERS").ok().and_then(|v| v.trim().parse::<usize>().ok());
+    from_env.filter(|&n| n > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(8))
 }
 
 /// How often the epoch ticks; deadlines are whole ticks.
