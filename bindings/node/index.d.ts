@@ -18,12 +18,13 @@ export declare const KeyState: Readonly<{
 }>
 
 /** A key group's cipher. */
-export type Cipher = 'AES_256_GCM' | 'AES_128_GCM'
+export type Cipher = 'AES_256_GCM' | 'AES_128_GCM' | 'CHACHA20_POLY1305'
 
 /** The cipher names: `Cipher.Aes256Gcm === 'AES_256_GCM'`, ... */
 export declare const Cipher: Readonly<{
   Aes256Gcm: 'AES_256_GCM'
   Aes128Gcm: 'AES_128_GCM'
+  Chacha20Poly1305: 'CHACHA20_POLY1305'
 }>
 
 /** A use of a key that its state may allow. */

@@ -91,6 +91,7 @@ fn cipher_in(c: w::Cipher) -> t::Cipher {
     match c {
         w::Cipher::Aes256Gcm => t::Cipher::Aes256Gcm,
         w::Cipher::Aes128Gcm => t::Cipher::Aes128Gcm,
+        w::Cipher::Chacha20Poly1305 => t::Cipher::ChaCha20Poly1305,
     }
 }
 
@@ -98,6 +99,7 @@ fn cipher_out(c: t::Cipher) -> w::Cipher {
     match c {
         t::Cipher::Aes256Gcm => w::Cipher::Aes256Gcm,
         t::Cipher::Aes128Gcm => w::Cipher::Aes128Gcm,
+        t::Cipher::ChaCha20Poly1305 => w::Cipher::Chacha20Poly1305,
     }
 }
 
@@ -341,6 +343,26 @@ impl wk::Guest for Component {
     fn begin_decrypt(aad: Vec<u8>) -> wk::Decryptor {
         wk::Decryptor::new(Decryptor(RefCell::new(Some(format::Decryptor::new(&aad)))))
     }
+
+    fn seal_chunks(
+        header: Vec<u8>,
+        aad: Vec<u8>,
+        first_index: u64,
+        plaintext: Vec<u8>,
+        last: bool,
+    ) -> Result<Vec<u8>, w::Error> {
+        with(|ks| ks.seal_chunks(&header, &aad, first_index, &plaintext, last))
+    }
+
+    fn open_chunks(
+        header: Vec<u8>,
+        aad: Vec<u8>,
+        first_index: u64,
+        ciphertext: Vec<u8>,
+        last: bool,
+    ) -> Result<Vec<u8>, w::Error> {
+        with(|ks| ks.open_chunks(&header, &aad, first_index, &ciphertext, last))
+    }
 }
 
 /// A streaming encryption; `None` once finished.
@@ -354,6 +376,12 @@ fn spent() -> w::Error {
 }
 
 impl wk::GuestEncryptor for Encryptor {
+    fn header(&self) -> Vec<u8> {
+        // A finished encryptor has no header to share: an empty list, which
+        // `seal-chunks` refuses.
+        self.0.borrow().as_ref().map(|enc| enc.header_bytes().to_vec()).unwrap_or_default()
+    }
+
     fn update(&self, plaintext: Vec<u8>) -> Result<Vec<u8>, w::Error> {
         let mut inner = self.0.borrow_mut();
         let enc = inner.as_mut().ok_or_else(spent)?;

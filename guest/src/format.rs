@@ -16,9 +16,10 @@
 
 use core::fmt;
 
+use aead::AeadInPlace;
 use aead::Buffer;
-use aead::stream::{DecryptorBE32, EncryptorBE32};
 use aes_gcm::{Aes128Gcm, Aes256Gcm, Key, KeyInit};
+use chacha20poly1305::ChaCha20Poly1305;
 use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -197,79 +198,196 @@ impl Buffer for Tail<'_> {
     }
 }
 
-// STREAM (aead::stream::StreamBE32) over the group's cipher: nonce = 7-byte
-// prefix (all zero: the subkey is already unique per message) || chunk counter
-// u32 big-endian || last-chunk flag (1 on the final chunk, 0 otherwise).
+/// The group cipher under one message's subkey, sealing and opening chunks by
+/// position. Chunk `i` gets the STREAM nonce (the construction of
+/// `aead::stream::StreamBE32`): 7 zero bytes (the subkey is already unique per
+/// message), `i` as u32 big-endian, and a last-chunk flag byte (1 on the final
+/// chunk, 0 otherwise). Position, not order of calls, decides the nonce, so the
+/// chunks of one message can be sealed by several workers at once.
 // The variants differ by a few hundred bytes and one lives per message.
 #[allow(clippy::large_enum_variant)]
-enum SealStream {
-    Aes256(EncryptorBE32<Aes256Gcm>),
-    Aes128(EncryptorBE32<Aes128Gcm>),
+enum ChunkAead {
+    Aes256(Aes256Gcm),
+    Aes128(Aes128Gcm),
+    ChaCha20(ChaCha20Poly1305),
 }
 
-impl SealStream {
-    fn new(cipher: Cipher, subkey: &Subkey) -> SealStream {
-        let prefix = Default::default();
+impl ChunkAead {
+    fn new(cipher: Cipher, subkey: &Subkey) -> ChunkAead {
+        let key = subkey.as_bytes();
         match cipher {
-            Cipher::Aes256Gcm => SealStream::Aes256(EncryptorBE32::from_aead(
-                Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(subkey.as_bytes())),
-                &prefix,
-            )),
-            Cipher::Aes128Gcm => SealStream::Aes128(EncryptorBE32::from_aead(
-                Aes128Gcm::new(Key::<Aes128Gcm>::from_slice(subkey.as_bytes())),
-                &prefix,
-            )),
+            Cipher::Aes256Gcm => ChunkAead::Aes256(Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key))),
+            Cipher::Aes128Gcm => ChunkAead::Aes128(Aes128Gcm::new(Key::<Aes128Gcm>::from_slice(key))),
+            Cipher::ChaCha20Poly1305 => {
+                ChunkAead::ChaCha20(ChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(key)))
+            }
         }
     }
 
-    fn next(&mut self, aad: &[u8], buf: &mut dyn Buffer) -> aead::Result<()> {
+    fn nonce(index: u64, last: bool) -> [u8; 12] {
+        debug_assert!(index <= MAX_COUNTER);
+        let mut nonce = [0u8; 12];
+        nonce[7..11].copy_from_slice(&(index as u32).to_be_bytes());
+        nonce[11] = u8::from(last);
+        nonce
+    }
+
+    fn seal(&self, index: u64, last: bool, aad: &[u8], buf: &mut dyn Buffer) -> aead::Result<()> {
+        let nonce = &ChunkAead::nonce(index, last).into();
         match self {
-            SealStream::Aes256(s) => s.encrypt_next_in_place(aad, buf),
-            SealStream::Aes128(s) => s.encrypt_next_in_place(aad, buf),
+            ChunkAead::Aes256(a) => a.encrypt_in_place(nonce, aad, buf),
+            ChunkAead::Aes128(a) => a.encrypt_in_place(nonce, aad, buf),
+            ChunkAead::ChaCha20(a) => a.encrypt_in_place(nonce, aad, buf),
         }
     }
 
-    fn last(self, aad: &[u8], buf: &mut dyn Buffer) -> aead::Result<()> {
+    fn open(&self, index: u64, last: bool, aad: &[u8], buf: &mut dyn Buffer) -> aead::Result<()> {
+        let nonce = &ChunkAead::nonce(index, last).into();
         match self {
-            SealStream::Aes256(s) => s.encrypt_last_in_place(aad, buf),
-            SealStream::Aes128(s) => s.encrypt_last_in_place(aad, buf),
+            ChunkAead::Aes256(a) => a.decrypt_in_place(nonce, aad, buf),
+            ChunkAead::Aes128(a) => a.decrypt_in_place(nonce, aad, buf),
+            ChunkAead::ChaCha20(a) => a.decrypt_in_place(nonce, aad, buf),
         }
     }
 }
 
-#[allow(clippy::large_enum_variant)]
-enum OpenStream {
-    Aes256(DecryptorBE32<Aes256Gcm>),
-    Aes128(DecryptorBE32<Aes128Gcm>),
+/// The chunks of one message, sealed and opened by position: what `Encryptor`
+/// and `Decryptor` run on, and what lets a host spread one large message over
+/// several component instances (each seals or opens its own run of chunks;
+/// the output is byte for byte what one `Encryptor` would write).
+///
+/// Sealing is safe only if every chunk position of a message is sealed once:
+/// a position sealed twice with different plaintext reuses a nonce.
+pub struct Chunks {
+    header: Header,
+    aead: ChunkAead,
 }
 
-impl OpenStream {
-    fn new(cipher: Cipher, subkey: &Subkey) -> OpenStream {
-        let prefix = Default::default();
-        match cipher {
-            Cipher::Aes256Gcm => OpenStream::Aes256(DecryptorBE32::from_aead(
-                Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(subkey.as_bytes())),
-                &prefix,
-            )),
-            Cipher::Aes128Gcm => OpenStream::Aes128(DecryptorBE32::from_aead(
-                Aes128Gcm::new(Key::<Aes128Gcm>::from_slice(subkey.as_bytes())),
-                &prefix,
-            )),
-        }
+impl fmt::Debug for Chunks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Chunks").field("header", &self.header).finish_non_exhaustive()
+    }
+}
+
+impl Chunks {
+    /// The chunks of the message that starts with `header_bytes` (parsed and
+    /// checked: Integrity if malformed), under the 32 bytes of key material.
+    pub fn new(header_bytes: &[u8], key: &[u8; 32]) -> Result<Chunks> {
+        let header = Header::parse(header_bytes)?;
+        let header_bytes: &[u8; HEADER_LEN] = header_bytes[..HEADER_LEN].try_into().expect("parse checked the length");
+        let subkey = Subkey::derive(header.cipher, key, header_bytes);
+        Ok(Chunks { header, aead: ChunkAead::new(header.cipher, &subkey) })
     }
 
-    fn next(&mut self, aad: &[u8], buf: &mut dyn Buffer) -> aead::Result<()> {
-        match self {
-            OpenStream::Aes256(s) => s.decrypt_next_in_place(aad, buf),
-            OpenStream::Aes128(s) => s.decrypt_next_in_place(aad, buf),
-        }
+    pub fn header(&self) -> &Header {
+        &self.header
     }
 
-    fn last(self, aad: &[u8], buf: &mut dyn Buffer) -> aead::Result<()> {
-        match self {
-            OpenStream::Aes256(s) => s.decrypt_last_in_place(aad, buf),
-            OpenStream::Aes128(s) => s.decrypt_last_in_place(aad, buf),
+    fn chunk_size(&self) -> usize {
+        self.header.chunk_size as usize
+    }
+
+    /// Appends chunk `index` sealed: `plaintext` is a full chunk, or the final one.
+    fn seal_chunk(&self, index: u64, last: bool, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        if index > MAX_COUNTER || (!last && index == MAX_COUNTER) {
+            return Err(Error::InvalidArgument(
+                "plaintext too long: the data format allows at most 2^32 chunks per message".into(),
+            ));
         }
+        let start = out.len();
+        out.reserve(plaintext.len() + GCM_TAG_LEN);
+        out.extend_from_slice(plaintext);
+        if self.aead.seal(index, last, aad, &mut Tail { vec: out, start }).is_err() {
+            out.truncate(start);
+            return Err(Error::InvalidArgument(format!("sealing chunk {index} failed")));
+        }
+        Ok(())
+    }
+
+    /// Appends the plaintext of sealed chunk `index`; Integrity if it does not authenticate.
+    fn open_chunk(&self, index: u64, last: bool, aad: &[u8], sealed: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        if index > MAX_COUNTER || (!last && index == MAX_COUNTER) {
+            return Err(integrity("ciphertext has more than 2^32 chunks, more than the data format allows"));
+        }
+        let start = out.len();
+        out.extend_from_slice(sealed);
+        if self.aead.open(index, last, aad, &mut Tail { vec: out, start }).is_err() {
+            out.truncate(start);
+            return Err(auth_failed(index));
+        }
+        Ok(())
+    }
+
+    /// Appends chunks `first, first + 1, ...` sealed. Without `last`,
+    /// `plaintext` is whole chunks; with it, whole chunks and then the final
+    /// chunk (the remainder, possibly empty). On error nothing is appended.
+    pub fn seal_run(&self, first: u64, plaintext: &[u8], last: bool, aad: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let chunk_size = self.chunk_size();
+        if !last && plaintext.len() % chunk_size != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "a run of chunks that does not end the message must be whole chunks of {chunk_size} bytes, not {}",
+                plaintext.len()
+            )));
+        }
+        let start = out.len();
+        let result = (|| {
+            let mut index = first;
+            let mut rest = plaintext;
+            while rest.len() >= chunk_size {
+                self.seal_chunk(index, false, aad, &rest[..chunk_size], out)?;
+                rest = &rest[chunk_size..];
+                index += 1;
+            }
+            if last { self.seal_chunk(index, true, aad, rest, out) } else { Ok(()) }
+        })();
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    /// Appends the plaintext of sealed chunks `first, first + 1, ...`. Without
+    /// `last`, `sealed` is whole chunks; with it, whole chunks and then the
+    /// final chunk (Integrity if that is missing or cut short). On error
+    /// nothing is appended.
+    pub fn open_run(&self, first: u64, sealed: &[u8], last: bool, aad: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let full_len = self.chunk_size() + GCM_TAG_LEN;
+        if !last && sealed.len() % full_len != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "a run of chunks that does not end the message must be whole sealed chunks of {full_len} bytes, not {}",
+                sealed.len()
+            )));
+        }
+        let start = out.len();
+        let result = (|| {
+            let mut index = first;
+            let mut rest = sealed;
+            // A full-size chunk is never the final one.
+            while rest.len() >= full_len {
+                self.open_chunk(index, false, aad, &rest[..full_len], out)?;
+                rest = &rest[full_len..];
+                index += 1;
+            }
+            if !last {
+                return Ok(());
+            }
+            if rest.is_empty() {
+                return Err(integrity(format!(
+                    "ciphertext truncated: the final chunk is missing after {index} full chunk(s)"
+                )));
+            }
+            if rest.len() < GCM_TAG_LEN {
+                return Err(integrity(format!(
+                    "ciphertext truncated: final chunk {index} has {} bytes, shorter than its {GCM_TAG_LEN}-byte tag",
+                    rest.len()
+                )));
+            }
+            self.open_chunk(index, true, aad, rest, out)
+        })();
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
     }
 }
 
@@ -280,10 +398,9 @@ impl OpenStream {
 /// split across `update` calls. If a call fails, nothing is appended to `out`
 /// and the encryptor refuses further use.
 pub struct Encryptor {
-    header: Header,
     header_bytes: [u8; HEADER_LEN],
     header_emitted: bool,
-    stream: SealStream,
+    chunks: Chunks,
     aad: Vec<u8>,
     /// Plaintext of the chunk being filled: always fewer than chunk_size bytes
     /// between calls.
@@ -296,7 +413,7 @@ pub struct Encryptor {
 impl fmt::Debug for Encryptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Encryptor")
-            .field("header", &self.header)
+            .field("header", &self.chunks.header)
             .field("chunks_sealed", &self.next_index)
             .field("pending_len", &self.pending.len())
             .finish_non_exhaustive()
@@ -320,14 +437,11 @@ impl Encryptor {
                 "chunk size {chunk_size} is out of range {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE} (or 0 for the default {DEFAULT_CHUNK_SIZE})"
             )));
         }
-        let header = Header { cipher, chunk_size, key_tag, salt };
-        let header_bytes = header.encode();
-        let subkey = Subkey::derive(cipher, key, &header_bytes);
+        let header_bytes = Header { cipher, chunk_size, key_tag, salt }.encode();
         Ok(Encryptor {
-            header,
             header_bytes,
             header_emitted: false,
-            stream: SealStream::new(cipher, &subkey),
+            chunks: Chunks::new(&header_bytes, key)?,
             aad: aad.to_vec(),
             pending: Zeroizing::new(Vec::new()),
             next_index: 0,
@@ -337,7 +451,12 @@ impl Encryptor {
 
     /// The header this encryptor writes.
     pub fn header(&self) -> &Header {
-        &self.header
+        &self.chunks.header
+    }
+
+    /// The 60 bytes of that header.
+    pub fn header_bytes(&self) -> &[u8; HEADER_LEN] {
+        &self.header_bytes
     }
 
     /// Appends to `out` the ciphertext ready so far (the 60-byte header on the
@@ -356,7 +475,7 @@ impl Encryptor {
     }
 
     fn update_inner(&mut self, mut plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let chunk_size = self.header.chunk_size as usize;
+        let chunk_size = self.chunks.chunk_size();
         if !self.pending.is_empty() {
             let take = (chunk_size - self.pending.len()).min(plaintext.len());
             self.pending.extend_from_slice(&plaintext[..take]);
@@ -365,16 +484,17 @@ impl Encryptor {
                 return Ok(());
             }
             let chunk = core::mem::take(&mut *self.pending);
-            let sealed = self.seal_next(&chunk, out);
+            let sealed = self.seal_whole(&chunk, out);
             // Reuse the allocation (the contents are overwritten or zeroized on drop).
             *self.pending = chunk;
             self.pending.clear();
             sealed?;
         }
         // Whole chunks straight from the input, without buffering.
-        while plaintext.len() >= chunk_size {
-            self.seal_next(&plaintext[..chunk_size], out)?;
-            plaintext = &plaintext[chunk_size..];
+        let whole = plaintext.len() - plaintext.len() % chunk_size;
+        if whole > 0 {
+            self.seal_whole(&plaintext[..whole], out)?;
+            plaintext = &plaintext[whole..];
         }
         if !plaintext.is_empty() {
             if self.pending.capacity() == 0 {
@@ -395,21 +515,11 @@ impl Encryptor {
         }
     }
 
-    /// Seals one full (hence non-final) chunk onto `out`.
-    fn seal_next(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        if self.next_index >= MAX_COUNTER {
-            return Err(Error::InvalidArgument(
-                "plaintext too long: the data format allows at most 2^32 chunks per message".into(),
-            ));
-        }
+    /// Seals whole (hence non-final) chunks onto `out`.
+    fn seal_whole(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
         self.emit_header(out);
-        let start = out.len();
-        out.reserve(chunk.len() + GCM_TAG_LEN);
-        out.extend_from_slice(chunk);
-        self.stream
-            .next(&self.aad, &mut Tail { vec: out, start })
-            .map_err(|_| Error::InvalidArgument(format!("sealing chunk {} failed", self.next_index)))?;
-        self.next_index += 1;
+        self.chunks.seal_run(self.next_index, plaintext, false, &self.aad, out)?;
+        self.next_index += (plaintext.len() / self.chunks.chunk_size()) as u64;
         Ok(())
     }
 
@@ -425,26 +535,27 @@ impl Encryptor {
         if self.failed {
             return Err(Error::InvalidArgument("encryptor already failed".into()));
         }
-        debug_assert!(self.pending.len() + tail.len() < self.header.chunk_size as usize);
+        debug_assert!(self.pending.len() + tail.len() < self.chunks.chunk_size());
         let start = out.len();
         self.emit_header(out);
-        let body = out.len();
-        out.reserve(self.pending.len() + tail.len() + GCM_TAG_LEN);
-        out.extend_from_slice(&self.pending);
-        out.extend_from_slice(tail);
-        let index = self.next_index;
-        let Encryptor { stream, aad, .. } = self;
-        if stream.last(&aad, &mut Tail { vec: out, start: body }).is_err() {
+        let result = if self.pending.is_empty() {
+            self.chunks.seal_chunk(self.next_index, true, &self.aad, tail, out)
+        } else {
+            let mut last = Zeroizing::new(Vec::with_capacity(self.pending.len() + tail.len()));
+            last.extend_from_slice(&self.pending);
+            last.extend_from_slice(tail);
+            self.chunks.seal_chunk(self.next_index, true, &self.aad, &last, out)
+        };
+        if result.is_err() {
             out.truncate(start);
-            return Err(Error::InvalidArgument(format!("sealing final chunk {index} failed")));
         }
-        Ok(())
+        result
     }
 }
 
 /// Set up once the header has arrived and the key is resolved.
 struct Body {
-    stream: OpenStream,
+    chunks: Chunks,
     /// Ciphertext bytes of a full chunk: chunk_size + GCM_TAG_LEN.
     full_len: usize,
     /// Counter of the next chunk to open.
@@ -452,19 +563,10 @@ struct Body {
 }
 
 impl Body {
-    /// Opens one full-size (hence non-final) chunk onto `out`.
-    fn open_next(&mut self, aad: &[u8], chunk: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        debug_assert_eq!(chunk.len(), self.full_len);
-        if self.next_index >= MAX_COUNTER {
-            return Err(integrity("ciphertext has more than 2^32 chunks, more than the data format allows"));
-        }
-        let start = out.len();
-        out.extend_from_slice(chunk);
-        if self.stream.next(aad, &mut Tail { vec: out, start }).is_err() {
-            out.truncate(start);
-            return Err(auth_failed(self.next_index));
-        }
-        self.next_index += 1;
+    /// Opens whole full-size (hence non-final) chunks onto `out`.
+    fn open_whole(&mut self, aad: &[u8], sealed: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        self.chunks.open_run(self.next_index, sealed, false, aad, out)?;
+        self.next_index += (sealed.len() / self.full_len) as u64;
         Ok(())
     }
 }
@@ -544,16 +646,11 @@ impl Decryptor {
                 return Ok(());
             }
             let header = Header::parse(&self.pending)?;
-            let header_bytes: [u8; HEADER_LEN] = self.pending[..].try_into().unwrap();
-            self.pending.clear();
             self.header = Some(header);
             let key = resolve(&header)?;
-            let subkey = Subkey::derive(header.cipher, &key, &header_bytes);
-            self.body = Some(Body {
-                stream: OpenStream::new(header.cipher, &subkey),
-                full_len: header.chunk_size as usize + GCM_TAG_LEN,
-                next_index: 0,
-            });
+            let chunks = Chunks::new(&self.pending, &key)?;
+            self.pending.clear();
+            self.body = Some(Body { chunks, full_len: header.chunk_size as usize + GCM_TAG_LEN, next_index: 0 });
         }
         let body = self.body.as_mut().expect("set above");
         let full_len = body.full_len;
@@ -564,13 +661,14 @@ impl Decryptor {
             if self.pending.len() < full_len {
                 return Ok(());
             }
-            body.open_next(&self.aad, &self.pending, out)?;
+            body.open_whole(&self.aad, &self.pending, out)?;
             self.pending.clear();
         }
         // Whole chunks straight from the input, without buffering.
-        while input.len() >= full_len {
-            body.open_next(&self.aad, &input[..full_len], out)?;
-            input = &input[full_len..];
+        let whole = input.len() - input.len() % full_len;
+        if whole > 0 {
+            body.open_whole(&self.aad, &input[..whole], out)?;
+            input = &input[whole..];
         }
         self.pending.extend_from_slice(input);
         Ok(())
@@ -591,25 +689,8 @@ impl Decryptor {
                 integrity(format!("ciphertext truncated: {} of the {HEADER_LEN} header bytes", pending.len()))
             });
         };
-        let index = body.next_index;
-        if pending.is_empty() {
-            return Err(integrity(format!(
-                "ciphertext truncated: the final chunk is missing after {index} full chunk(s)"
-            )));
-        }
-        if pending.len() < GCM_TAG_LEN {
-            return Err(integrity(format!(
-                "ciphertext truncated: final chunk {index} has {} bytes, shorter than its {GCM_TAG_LEN}-byte tag",
-                pending.len()
-            )));
-        }
-        let start = out.len();
-        out.extend_from_slice(&pending);
-        if body.stream.last(&aad, &mut Tail { vec: out, start }).is_err() {
-            out.truncate(start);
-            return Err(auth_failed(index));
-        }
-        Ok(())
+        // `pending` is shorter than a full chunk, so this opens just the final one.
+        body.chunks.open_run(body.next_index, &pending, true, &aad, out)
     }
 }
 
@@ -623,17 +704,13 @@ pub fn seal(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>> {
-    let mut encryptor = Encryptor::new(cipher, key, key_tag, salt, chunk_size, aad)?;
-    let capacity = sealed_len(plaintext.len() as u64, encryptor.header.chunk_size).ok_or_else(|| {
+    let encryptor = Encryptor::new(cipher, key, key_tag, salt, chunk_size, aad)?;
+    let capacity = sealed_len(plaintext.len() as u64, encryptor.header().chunk_size).ok_or_else(|| {
         Error::InvalidArgument("plaintext too long: the data format allows at most 2^32 chunks per message".into())
     })?;
     let mut out = Vec::with_capacity(capacity as usize);
-    // Whole chunks straight from `plaintext`, then the rest as the final
-    // chunk: nothing is buffered.
-    let chunk_size = encryptor.header.chunk_size as usize;
-    let whole = plaintext.len() - plaintext.len() % chunk_size;
-    encryptor.update(&plaintext[..whole], &mut out)?;
-    encryptor.seal_last(&plaintext[whole..], &mut out)?;
+    out.extend_from_slice(encryptor.header_bytes());
+    encryptor.chunks.seal_run(0, plaintext, true, aad, &mut out)?;
     Ok(out)
 }
 
@@ -660,7 +737,7 @@ mod tests {
     const TAG: Tag = Tag([0x7a; 16]);
     const SALT: [u8; 32] = [0x5a; 32];
     const AAD: &[u8] = b"associated";
-    const CIPHERS: [Cipher; 2] = [Cipher::Aes256Gcm, Cipher::Aes128Gcm];
+    const CIPHERS: [Cipher; 3] = [Cipher::Aes256Gcm, Cipher::Aes128Gcm, Cipher::ChaCha20Poly1305];
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -761,6 +838,9 @@ mod tests {
                 Cipher::Aes128Gcm => {
                     Aes128Gcm::new_from_slice(&subkey).unwrap().encrypt(aes_gcm::Nonce::from_slice(&nonce), payload)
                 }
+                Cipher::ChaCha20Poly1305 => ChaCha20Poly1305::new_from_slice(&subkey)
+                    .unwrap()
+                    .encrypt(chacha20poly1305::Nonce::from_slice(&nonce), payload),
             }
             .unwrap();
             out.extend_from_slice(&sealed);
@@ -803,6 +883,68 @@ mod tests {
             seal(Cipher::Aes128Gcm, &KEY_B, TAG, SALT, 300, b"", &pt).unwrap(),
             reference_seal(Cipher::Aes128Gcm, &KEY_B, SALT, 300, b"", &pt)
         );
+    }
+
+    #[test]
+    fn runs_sealed_apart_concatenate_to_the_message() {
+        let c = CHUNK as usize;
+        for cipher in CIPHERS {
+            for len in [0, 1, c, 3 * c, 5 * c + 17] {
+                let pt = plaintext(len);
+                let whole = seal_a(cipher, &pt);
+                let header: [u8; HEADER_LEN] = whole[..HEADER_LEN].try_into().unwrap();
+                let chunks = Chunks::new(&header, &KEY_A).unwrap();
+                // Every way of cutting the whole chunks into two runs.
+                let full = len / c;
+                for cut in 0..=full {
+                    let mut out = header.to_vec();
+                    chunks.seal_run(0, &pt[..cut * c], false, AAD, &mut out).unwrap();
+                    chunks.seal_run(cut as u64, &pt[cut * c..], true, AAD, &mut out).unwrap();
+                    assert_eq!(out, whole, "{cipher:?} len {len} cut after chunk {cut}");
+
+                    // And opened apart too.
+                    let sealed = &whole[HEADER_LEN..];
+                    let split = cut * (c + GCM_TAG_LEN);
+                    let mut opened = Vec::new();
+                    chunks.open_run(0, &sealed[..split], false, AAD, &mut opened).unwrap();
+                    chunks.open_run(cut as u64, &sealed[split..], true, AAD, &mut opened).unwrap();
+                    assert_eq!(opened, pt, "{cipher:?} len {len} opened apart at chunk {cut}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn runs_at_the_wrong_place_or_of_the_wrong_shape_fail() {
+        let c = CHUNK as usize;
+        let pt = plaintext(4 * c + 9);
+        let whole = seal_a(Cipher::Aes256Gcm, &pt);
+        let chunks = Chunks::new(&whole[..HEADER_LEN], &KEY_A).unwrap();
+        let sealed = &whole[HEADER_LEN..];
+        let full = c + GCM_TAG_LEN;
+        let mut out = Vec::new();
+        // A run that does not end the message must be whole chunks.
+        let e = chunks.seal_run(0, &pt[..c + 1], false, AAD, &mut out).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+        let e = chunks.open_run(0, &sealed[..full + 1], false, AAD, &mut out).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+        // Chunks opened at another position, or a middle run taken as the last, fail to authenticate.
+        let e = chunks.open_run(1, &sealed[..full], false, AAD, &mut out).unwrap_err();
+        assert!(matches!(e, Error::Integrity(_)), "{e:?}");
+        let e = chunks.open_run(0, &sealed[..2 * full], true, AAD, &mut out).unwrap_err();
+        assert!(matches!(e, Error::Integrity(_)), "{e:?}");
+        // A last run missing its final chunk, or cut inside the tag.
+        let e = chunks.open_run(4, &[], true, AAD, &mut out).unwrap_err();
+        assert!(matches!(e, Error::Integrity(ref m) if m.contains("truncated")), "{e:?}");
+        let e = chunks.open_run(4, &sealed[4 * full..4 * full + 10], true, AAD, &mut out).unwrap_err();
+        assert!(matches!(e, Error::Integrity(ref m) if m.contains("truncated")), "{e:?}");
+        // A failing run appends nothing, even after good chunks.
+        let e = chunks.open_run(3, &sealed[3 * full..sealed.len() - 1], true, AAD, &mut out).unwrap_err();
+        assert!(matches!(e, Error::Integrity(_)), "{e:?}");
+        assert!(out.is_empty());
+        // The right place works.
+        chunks.open_run(3, &sealed[3 * full..], true, AAD, &mut out).unwrap();
+        assert_eq!(out, &pt[3 * c..]);
     }
 
     #[test]
@@ -1012,7 +1154,7 @@ mod tests {
             ("version 0", edit(&|v| v[4] = 0), "version 0"),
             ("version 2", edit(&|v| v[4] = 2), "version 2"),
             ("cipher 0", edit(&|v| v[5] = 0), "cipher code 0"),
-            ("cipher 3", edit(&|v| v[5] = 3), "cipher code 3"),
+            ("cipher 4", edit(&|v| v[5] = 4), "cipher code 4"),
             ("reserved byte 6", edit(&|v| v[6] = 1), "reserved"),
             ("reserved byte 7", edit(&|v| v[7] = 0x80), "reserved"),
             ("chunk size 0", edit(&|v| v[8..12].copy_from_slice(&0u32.to_le_bytes())), "chunk size 0"),

@@ -568,6 +568,12 @@ impl Keystore {
     /// The key material for data whose header names `header.key_tag`, if its state allows decryption.
     pub fn decryption_key(&self, header: &format::Header) -> Result<Key32> {
         let rec = self.usable(&header.key_tag, Operation::Decrypt)?;
+        self.check_cipher(header, rec)?;
+        self.sealer.unwrap(&header.key_tag, &rec.wrapped)
+    }
+
+    /// Data names its cipher; it must be the cipher of its key's group.
+    fn check_cipher(&self, header: &format::Header, rec: &KeyRecord) -> Result<()> {
         let cipher = self.groups.get(&rec.group).map(|g| g.0.cipher);
         if cipher != Some(header.cipher) {
             return Err(Error::Integrity(format!(
@@ -576,7 +582,30 @@ impl Keystore {
                 rec.name
             )));
         }
-        self.sealer.unwrap(&header.key_tag, &rec.wrapped)
+        Ok(())
+    }
+
+    /// Seal a run of chunks of a message begun with `begin_encrypt` (maybe
+    /// on another instance), if the header's key still allows encryption.
+    pub fn seal_chunks(&self, header: &[u8], aad: &[u8], first: u64, plaintext: &[u8], last: bool) -> Result<Vec<u8>> {
+        let parsed = format::Header::parse(header)?;
+        let rec = self.usable(&parsed.key_tag, Operation::Encrypt)?;
+        self.check_cipher(&parsed, rec)?;
+        let material = self.sealer.unwrap(&parsed.key_tag, &rec.wrapped)?;
+        let chunks = format::Chunks::new(header, &material)?;
+        let mut out = Vec::with_capacity(plaintext.len() + (plaintext.len() / 64 + 1) * format::GCM_TAG_LEN);
+        chunks.seal_run(first, plaintext, last, aad, &mut out)?;
+        Ok(out)
+    }
+
+    /// Open a run of sealed chunks of the message whose header is `header`.
+    pub fn open_chunks(&self, header: &[u8], aad: &[u8], first: u64, ciphertext: &[u8], last: bool) -> Result<Vec<u8>> {
+        let parsed = format::Header::parse(header)?;
+        let material = self.decryption_key(&parsed)?;
+        let chunks = format::Chunks::new(header, &material)?;
+        let mut out = Vec::with_capacity(ciphertext.len());
+        chunks.open_run(first, ciphertext, last, aad, &mut out)?;
+        Ok(out)
     }
 
     pub fn encrypt(&self, group: &str, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {

@@ -548,6 +548,53 @@ fn aes_128_groups_round_trip_and_ciphers_do_not_mix() {
 }
 
 #[test]
+fn chacha20_groups_round_trip() {
+    let mut f = Fixture::new();
+    let r = f.ks.create_group("fast", Cipher::ChaCha20Poly1305, "");
+    f.ok(r);
+    f.key("fast", "k", Active);
+    let pt = vec![7u8; 200_000];
+    let ct = f.ks.encrypt("fast", &pt, b"aad").unwrap();
+    assert_eq!(ct[5], Cipher::ChaCha20Poly1305.code());
+    assert_eq!(f.ks.decrypt(&ct, b"aad").unwrap(), pt);
+    assert_eq!(kind(f.ks.decrypt(&ct, b"other")), "integrity");
+}
+
+#[test]
+fn chunk_runs_follow_the_key_state_and_match_one_encryptor() {
+    let mut f = Fixture::new();
+    f.group("g");
+    f.key("g", "k", Active);
+    let pt = vec![3u8; 3 * 65536 + 100];
+    let enc = f.ks.begin_encrypt("g", b"a", 0).unwrap();
+    let header = enc.header_bytes().to_vec();
+    let mut whole = Vec::new();
+    let mut enc2 = enc;
+    enc2.update(&pt, &mut whole).unwrap();
+    enc2.finish(&mut whole).unwrap();
+    // The same message sealed as two runs, as two instances would.
+    let mut runs = header.clone();
+    runs.extend(f.ks.seal_chunks(&header, b"a", 0, &pt[..2 * 65536], false).unwrap());
+    runs.extend(f.ks.seal_chunks(&header, b"a", 2, &pt[2 * 65536..], true).unwrap());
+    assert_eq!(runs, whole);
+    let sealed = &whole[header.len()..];
+    let split = 65536 + 16;
+    let mut opened = f.ks.open_chunks(&header, b"a", 0, &sealed[..split], false).unwrap();
+    opened.extend(f.ks.open_chunks(&header, b"a", 1, &sealed[split..], true).unwrap());
+    assert_eq!(opened, pt);
+
+    // A key bumped to inactive seals no more runs but still opens them; deprecated, not even that.
+    f.key("g", "k2", Active);
+    assert_eq!(kind(f.ks.seal_chunks(&header, b"a", 0, &pt[..65536], false)), "key-unusable");
+    assert_eq!(f.ks.open_chunks(&header, b"a", 0, &sealed[..split], false).unwrap(), &pt[..65536]);
+    f.set("g", "k", Deprecated).unwrap();
+    assert_eq!(kind(f.ks.open_chunks(&header, b"a", 0, &sealed[..split], false)), "key-unusable");
+    // Garbage for a header.
+    assert_eq!(kind(f.ks.seal_chunks(&[0u8; 60], b"a", 0, &[], true)), "integrity");
+    assert_eq!(kind(f.ks.open_chunks(&[], b"a", 0, &[], true)), "integrity");
+}
+
+#[test]
 fn encrypt_needs_an_active_key_and_a_known_group() {
     let mut f = Fixture::new();
     f.group("g");

@@ -22,11 +22,9 @@ use crate::atomic_file::write_atomically;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keyfile;
 use crate::sandbox::{Guest, Limits, wit};
+use crate::spread;
 use crate::storage::{self, Backend, Location};
 use crate::types::{Cipher, GroupInfo, KeyInfo, KeyState, Operation, RowFault, Stats};
-
-/// How much plaintext or ciphertext crosses into the sandbox per call when streaming.
-const STREAM_BLOCK: usize = 1 << 20;
 
 /// How often a mutation runs when it keeps meeting a conflict or a lost connection.
 const WRITE_ATTEMPTS: u32 = 5;
@@ -427,31 +425,61 @@ impl Keystore {
 
     // ---- data -------------------------------------------------------------------------
 
-    /// Encrypt with the group's active key.
+    /// Encrypt with the group's active key. A large message is spread over
+    /// several sandboxes in parallel (`Limits::workers`); the bytes are the same.
     pub fn encrypt(&self, group: &str, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-        self.with_reader(|g| g.encrypt(group, plaintext, aad))
+        if plaintext.len() <= spread::RUN_BYTES {
+            return self.with_readers(1, |g| g[0].encrypt(group, plaintext, aad));
+        }
+        self.with_readers(self.workers_for(plaintext.len()), |guests| {
+            let header = new_header(guests[0], group, aad)?;
+            let message = spread::Message::new(&header, aad).ok_or_else(|| bad_header(&header))?;
+            let mut out = header.clone();
+            out.extend(message.seal(guests, 0, plaintext, true)?);
+            Ok(out)
+        })
     }
 
     /// Decrypt with the key named by the tag inside the ciphertext.
     pub fn decrypt(&self, ciphertext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-        self.with_reader(|g| g.decrypt(ciphertext, aad))
+        let message = ciphertext.get(..spread::HEADER_LEN).and_then(|h| spread::Message::new(h, aad));
+        match message {
+            Some(message) if ciphertext.len() > message.sealed_run() => self
+                .with_readers(self.workers_for(ciphertext.len()), |guests| {
+                    message.open(guests, 0, &ciphertext[spread::HEADER_LEN..], true)
+                }),
+            // Small, or too broken to cut up: one call, which also explains what is wrong.
+            _ => self.with_readers(1, |g| g[0].decrypt(ciphertext, aad)),
+        }
     }
 
-    /// Run a data operation on a reader sandbox that is current with storage,
-    /// without holding the handle's lock while it runs.
-    fn with_reader<T>(&self, op: impl FnOnce(&mut Guest) -> Result<T>) -> Result<T> {
-        let idle = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut reader = {
+    /// How many sandboxes a message of `len` bytes is worth spreading over.
+    fn workers_for(&self, len: usize) -> usize {
+        let limits = self.lock().limits;
+        len.div_ceil(spread::RUN_BYTES).clamp(1, limits.workers.max(1))
+    }
+
+    /// Run a data operation on `count` reader sandboxes that are current with
+    /// storage, without holding the handle's lock while it runs.
+    fn with_readers<T>(&self, count: usize, op: impl FnOnce(&mut [&mut Guest]) -> Result<T>) -> Result<T> {
+        let idle: Vec<Reader> = {
+            let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+            let keep = pool.len().saturating_sub(count);
+            pool.split_off(keep)
+        };
+        let mut readers = {
             let mut inner = self.lock();
             inner.heal()?;
             inner.catch_up()?;
-            inner.bring_up_to_date(idle)?
+            let mut idle = idle.into_iter();
+            (0..count).map(|_| inner.bring_up_to_date(idle.next())).collect::<Result<Vec<Reader>>>()?
         };
-        self.last_seq.store(reader.seq, Ordering::Relaxed);
-        let result = op(&mut reader.guest);
-        if !reader.guest.broken {
-            self.readers.lock().unwrap_or_else(|p| p.into_inner()).push(reader);
+        if let Some(seq) = readers.iter().map(|r| r.seq).max() {
+            self.last_seq.store(seq, Ordering::Relaxed);
         }
+        let result = op(&mut readers.iter_mut().map(|r| &mut r.guest).collect::<Vec<_>>());
+        readers.retain(|r| !r.guest.broken);
+        self.readers.lock().unwrap_or_else(|p| p.into_inner()).extend(readers);
         result
     }
 
@@ -465,7 +493,27 @@ impl Keystore {
         aad: &[u8],
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64> {
-        self.stream(input, output, progress, |g| g.begin_encrypt(group, aad, 0), true)
+        let workers = self.workers_for(usize::MAX);
+        self.with_readers(workers, |guests| {
+            let header = new_header(guests[0], group, aad)?;
+            let message = spread::Message::new(&header, aad).ok_or_else(|| bad_header(&header))?;
+            write_out(output, &header)?;
+            // Whole runs per batch, so every batch but the last is whole chunks.
+            let mut batch = Zeroizing::new(vec![0u8; message.plain_run() * guests.len()]);
+            let (mut read, mut first) = (0u64, 0u64);
+            loop {
+                let n = read_full(input, &mut batch)?;
+                read += n as u64;
+                let last = n < batch.len();
+                write_out(output, &message.seal(guests, first, &batch[..n], last)?)?;
+                first += message.whole_plain_chunks(n);
+                progress(read);
+                if last {
+                    output.flush().map_err(|e| Error::storage("writing output", e))?;
+                    return Ok(read);
+                }
+            }
+        })
     }
 
     /// Decrypt a stream of any size in bounded memory. Plaintext is written as
@@ -479,7 +527,40 @@ impl Keystore {
         aad: &[u8],
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64> {
-        self.stream(input, output, progress, |g| g.begin_decrypt(aad), false)
+        let mut header = [0u8; spread::HEADER_LEN];
+        let got = read_full(input, &mut header)?;
+        progress(got as u64);
+        let Some(message) = spread::Message::new(&header[..got], aad) else {
+            // Cut short or malformed: the component says how.
+            return self.with_readers(1, |g| g[0].decrypt(&header[..got], aad).map(|_| 0));
+        };
+        let workers = self.workers_for(usize::MAX);
+        self.with_readers(workers, |guests| {
+            // One byte more than a batch of whole runs: a batch that is not
+            // followed by more data holds the final chunk.
+            let batch_len = message.sealed_run() * guests.len();
+            let mut batch = vec![0u8; batch_len + 1];
+            let mut have = 0;
+            let (mut read, mut written, mut first) = (got as u64, 0u64, 0u64);
+            loop {
+                let n = read_full(input, &mut batch[have..])?;
+                read += n as u64;
+                have += n;
+                let last = have <= batch_len;
+                let take = if last { have } else { batch_len };
+                let plaintext = message.open(guests, first, &batch[..take], last)?;
+                write_out(output, &plaintext)?;
+                written += plaintext.len() as u64;
+                progress(read);
+                if last {
+                    output.flush().map_err(|e| Error::storage("writing output", e))?;
+                    return Ok(written);
+                }
+                first += message.whole_sealed_chunks(batch_len);
+                batch.copy_within(batch_len..have, 0);
+                have -= batch_len;
+            }
+        })
     }
 
     /// Encrypt a file; `dst` appears only once it is complete. Returns the plaintext size.
@@ -493,38 +574,6 @@ impl Keystore {
     /// Returns the plaintext size.
     pub fn decrypt_file(&self, src: impl AsRef<Path>, dst: impl AsRef<Path>, aad: &[u8]) -> Result<u64> {
         with_files(src.as_ref(), dst.as_ref(), |input, output| self.decrypt_stream(input, output, aad, &mut |_| {}))
-    }
-
-    fn stream(
-        &self,
-        input: &mut dyn Read,
-        output: &mut dyn Write,
-        progress: &mut dyn FnMut(u64),
-        begin: impl FnOnce(&mut Guest) -> Result<wasmtime::component::ResourceAny>,
-        encrypting: bool,
-    ) -> Result<u64> {
-        self.with_reader(|guest| {
-            let handle = begin(guest)?;
-            let mut buf = vec![0u8; STREAM_BLOCK];
-            let (mut read, mut written) = (0u64, 0u64);
-            let result = (|| loop {
-                let n = read_full(input, &mut buf)?;
-                read += n as u64;
-                let last = n < buf.len();
-                let out = guest.stream(handle, encrypting, &buf[..n], last)?;
-                output.write_all(&out).map_err(|e| Error::storage("writing output", e))?;
-                written += out.len() as u64;
-                progress(read);
-                if last {
-                    output.flush().map_err(|e| Error::storage("writing output", e))?;
-                    return Ok(if encrypting { read } else { written });
-                }
-            })();
-            if result.is_err() {
-                guest.drop_stream(handle);
-            }
-            result
-        })
     }
 }
 
@@ -717,6 +766,23 @@ fn no_key_file_place(location: &Location, what: &str) -> Error {
         location.shown(),
         what.to_lowercase()
     ))
+}
+
+/// A fresh message header for the group's active key (the component draws
+/// its salt and checks the key may encrypt).
+fn new_header(guest: &mut Guest, group: &str, aad: &[u8]) -> Result<Vec<u8>> {
+    let encryptor = guest.begin_encrypt(group, aad, 0)?;
+    let header = guest.encryptor_header(encryptor);
+    guest.drop_encryptor(encryptor);
+    header
+}
+
+fn bad_header(header: &[u8]) -> Error {
+    Error::new(ErrorKind::Internal, format!("the component made a {}-byte header this host cannot read", header.len()))
+}
+
+fn write_out(output: &mut dyn Write, bytes: &[u8]) -> Result<()> {
+    output.write_all(bytes).map_err(|e| Error::storage("writing output", e))
 }
 
 fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {

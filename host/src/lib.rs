@@ -25,6 +25,7 @@ mod keyfile;
 mod keystore;
 pub mod raw;
 mod sandbox;
+mod spread;
 mod storage;
 mod types;
 

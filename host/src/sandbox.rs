@@ -39,12 +39,22 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Wall-clock budget of one call into the guest.
     pub call_deadline: Duration,
+    /// Sandboxes one large message is spread over (each on its own thread);
+    /// default: `$KEYSTATE_WORKERS` if set, else the available cores, at most 8.
+    pub workers: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { memory_bytes: 2 << 30, call_deadline: Duration::from_secs(120) }
+        Limits { memory_bytes: 2 << 30, call_deadline: Duration::from_secs(120), workers: default_workers() }
     }
+}
+
+/// `$KEYSTATE_WORKERS` (an operator's cap, e.g. under a CPU quota the core
+/// count does not show), else the available cores, at most 8.
+fn default_workers() -> usize {
+    let from_env = std::env::var("KEYSTATE_WORKERS").ok().and_then(|v| v.trim().parse::<usize>().ok());
+    from_env.filter(|&n| n > 0).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(8))
 }
 
 /// How often the epoch ticks; deadlines are whole ticks.
@@ -560,32 +570,34 @@ impl Guest {
         self.call(|b, s| b.keystate_kms_keystore().call_begin_encrypt(s, group, aad, chunk_size))
     }
 
-    pub(crate) fn begin_decrypt(&mut self, aad: &[u8]) -> Result<ResourceAny> {
-        self.run(|b, s| b.keystate_kms_keystore().call_begin_decrypt(s, aad))
+    /// The header of a started encryption, to share with `seal_chunks` on other instances.
+    pub(crate) fn encryptor_header(&mut self, handle: ResourceAny) -> Result<Vec<u8>> {
+        self.run(|b, s| b.keystate_kms_keystore().encryptor().call_header(s, handle))
     }
 
-    /// Feed a stream (encryptor or decryptor); `last` finishes it and drops the resource.
-    pub(crate) fn stream(&mut self, handle: ResourceAny, encrypting: bool, data: &[u8], last: bool) -> Result<Vec<u8>> {
-        let mut out = if data.is_empty() && last {
-            Vec::new()
-        } else if encrypting {
-            self.call(|b, s| b.keystate_kms_keystore().encryptor().call_update(s, handle, data))?
-        } else {
-            self.call(|b, s| b.keystate_kms_keystore().decryptor().call_update(s, handle, data))?
-        };
-        if last {
-            let rest = if encrypting {
-                self.call(|b, s| b.keystate_kms_keystore().encryptor().call_finish(s, handle))
-            } else {
-                self.call(|b, s| b.keystate_kms_keystore().decryptor().call_finish(s, handle))
-            };
-            self.drop_stream(handle);
-            out.extend(rest?);
-        }
-        Ok(out)
+    pub(crate) fn seal_chunks(
+        &mut self,
+        header: &[u8],
+        aad: &[u8],
+        first: u64,
+        plaintext: &[u8],
+        last: bool,
+    ) -> Result<Vec<u8>> {
+        self.call(|b, s| b.keystate_kms_keystore().call_seal_chunks(s, header, aad, first, plaintext, last))
     }
 
-    pub(crate) fn drop_stream(&mut self, handle: ResourceAny) {
+    pub(crate) fn open_chunks(
+        &mut self,
+        header: &[u8],
+        aad: &[u8],
+        first: u64,
+        ciphertext: &[u8],
+        last: bool,
+    ) -> Result<Vec<u8>> {
+        self.call(|b, s| b.keystate_kms_keystore().call_open_chunks(s, header, aad, first, ciphertext, last))
+    }
+
+    pub(crate) fn drop_encryptor(&mut self, handle: ResourceAny) {
         if !self.broken {
             let _ = self.run(|_, s| handle.resource_drop(s));
         }
@@ -648,6 +660,7 @@ fn cipher_out(c: Cipher) -> wit::Cipher {
     match c {
         Cipher::Aes256Gcm => wit::Cipher::Aes256Gcm,
         Cipher::Aes128Gcm => wit::Cipher::Aes128Gcm,
+        Cipher::ChaCha20Poly1305 => wit::Cipher::Chacha20Poly1305,
     }
 }
 
@@ -655,6 +668,7 @@ fn cipher_in(c: wit::Cipher) -> Cipher {
     match c {
         wit::Cipher::Aes256Gcm => Cipher::Aes256Gcm,
         wit::Cipher::Aes128Gcm => Cipher::Aes128Gcm,
+        wit::Cipher::Chacha20Poly1305 => Cipher::ChaCha20Poly1305,
     }
 }
 

@@ -61,15 +61,19 @@ pub enum Cipher {
     Aes256Gcm,
     #[serde(rename = "AES_128_GCM")]
     Aes128Gcm,
+    /// Several times faster than AES-GCM inside the sandbox (no AES instructions there).
+    #[serde(rename = "CHACHA20_POLY1305")]
+    ChaCha20Poly1305,
 }
 
 impl Cipher {
-    pub const ALL: [Cipher; 2] = [Cipher::Aes256Gcm, Cipher::Aes128Gcm];
+    pub const ALL: [Cipher; 3] = [Cipher::Aes256Gcm, Cipher::Aes128Gcm, Cipher::ChaCha20Poly1305];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Cipher::Aes256Gcm => "AES_256_GCM",
             Cipher::Aes128Gcm => "AES_128_GCM",
+            Cipher::ChaCha20Poly1305 => "CHACHA20_POLY1305",
         }
     }
 }
@@ -86,10 +90,9 @@ impl FromStr for Cipher {
     /// Accepts `AES_256_GCM`, `aes-256-gcm` and the like.
     fn from_str(s: &str) -> Result<Cipher> {
         let norm = s.to_ascii_uppercase().replace('-', "_");
-        Cipher::ALL
-            .into_iter()
-            .find(|c| c.as_str() == norm)
-            .ok_or_else(|| Error::invalid(format!("unknown cipher {s:?}: expected AES_256_GCM or AES_128_GCM")))
+        Cipher::ALL.into_iter().find(|c| c.as_str() == norm).ok_or_else(|| {
+            Error::invalid(format!("unknown cipher {s:?}: expected AES_256_GCM, AES_128_GCM or CHACHA20_POLY1305"))
+        })
     }
 }
 

@@ -39,7 +39,7 @@ test('KeyState and Cipher constants', () => {
     Terminated: 'terminated',
   })
   assert.deepEqual(Object.values(KeyState), STATES)
-  assert.deepEqual(Cipher, { Aes256Gcm: 'AES_256_GCM', Aes128Gcm: 'AES_128_GCM' })
+  assert.deepEqual(Cipher, { Aes256Gcm: 'AES_256_GCM', Aes128Gcm: 'AES_128_GCM', Chacha20Poly1305: 'CHACHA20_POLY1305' })
   assert.ok(Object.isFrozen(KeyState) && Object.isFrozen(Cipher))
   assert.equal(KeyState.Active, 'active')
 })

@@ -110,7 +110,7 @@ pub enum GroupCommand {
     Create {
         /// The group's name, unique in the keystore.
         name: OsString,
-        /// The cipher of all the group's keys: AES_256_GCM or AES_128_GCM (fixed for good).
+        /// The cipher of all the group's keys: AES_256_GCM (default), AES_128_GCM or CHACHA20_POLY1305 (fixed for good).
         #[arg(long, default_value = "AES_256_GCM")]
         cipher: OsString,
         /// Free text.

@@ -145,12 +145,14 @@ impl Script {
             "keystore.begin-encrypt",
             json!({ "group": group, "aad": hex::encode(aad), "chunk-size": chunk_size }),
         );
+        let header = unhex(&self.call("its header", "keystore.[method]encryptor.header", json!({ "self": handle })));
         let mut out = Vec::new();
         for piece in pieces {
             let args = json!({ "self": handle, "plaintext": hex::encode(piece) });
             out.extend(unhex(&self.ok("", "keystore.[method]encryptor.update", args)));
         }
         out.extend(unhex(&self.ok("", "keystore.[method]encryptor.finish", json!({ "self": handle }))));
+        assert_eq!(out[..60], header, "the encryptor writes the header it reports");
         out
     }
 }
@@ -452,7 +454,7 @@ fn passphrase() -> Value {
 
 fn data() -> Value {
     let mut scripts = Vec::new();
-    for (cipher, group) in [("aes-256-gcm", "g256"), ("aes-128-gcm", "g128")] {
+    for (cipher, group) in [("aes-256-gcm", "g256"), ("aes-128-gcm", "g128"), ("chacha20-poly1305", "gchacha")] {
         let mut s = Script::new(&format!("data-{cipher}"), &format!("Ciphertexts of {cipher}: one shot and streamed"));
         s.create_keystore(HMK, KPK);
         s.create_group(group, cipher);
@@ -471,6 +473,22 @@ fn data() -> Value {
         let sealed = s.stream_encrypt(group, b"backup-42", 64, &[&p[..10], &p[10..100], &p[100..]]);
         assert_eq!(sealed.len(), 60 + 150 + 3 * 16);
         s.decrypt_ok("a streamed ciphertext, decrypted in one shot", &sealed, b"backup-42", &p);
+        // The same chunks sealed and opened as two runs, as two instances would.
+        let header = hex::encode(&sealed[..60]);
+        let run = |first: u64, data: &[u8], last: bool, field: &str| json!({ "header": header, "aad": hex::encode(b"backup-42"), "first-index": first, field: hex::encode(data), "last": last });
+        let mut runs = sealed[..60].to_vec();
+        runs.extend(unhex(&s.ok("run of chunk 0", "keystore.seal-chunks", run(0, &p[..64], false, "plaintext"))));
+        runs.extend(unhex(&s.ok("run of chunks 1, 2", "keystore.seal-chunks", run(1, &p[64..], true, "plaintext"))));
+        assert_eq!(runs, sealed, "runs sealed apart are the streamed message");
+        let mut opened = unhex(&s.ok("", "keystore.open-chunks", run(0, &sealed[60..140], false, "ciphertext")));
+        opened.extend(unhex(&s.ok("", "keystore.open-chunks", run(1, &sealed[140..], true, "ciphertext"))));
+        assert_eq!(opened, p);
+        s.fails(
+            "integrity",
+            "a run opened at the wrong position",
+            "keystore.open-chunks",
+            run(1, &sealed[60..140], false, "ciphertext"),
+        );
         let dec = s.call("streaming decryption", "keystore.begin-decrypt", json!({ "aad": hex::encode(b"backup-42") }));
         let dec = json!({ "self": dec });
         let mut out = Vec::new();
@@ -528,7 +546,8 @@ fn tamper() -> Value {
         ("integrity", "magic", flip(&ct, 0)),
         ("integrity", "version 2", with_byte(&ct, 4, 2)),
         ("integrity", "cipher code 2 (AES-128-GCM) for an AES-256-GCM key", with_byte(&ct, 5, 2)),
-        ("integrity", "unknown cipher code 3", with_byte(&ct, 5, 3)),
+        ("integrity", "cipher code 3 (ChaCha20-Poly1305) for an AES-256-GCM key", with_byte(&ct, 5, 3)),
+        ("integrity", "unknown cipher code 4", with_byte(&ct, 5, 4)),
         ("integrity", "reserved byte", with_byte(&ct, 6, 1)),
         ("integrity", "chunk size 63", with_byte(&ct, 8, 63)),
         ("integrity", "chunk size 65", with_byte(&ct, 8, 65)),

@@ -49,6 +49,7 @@ class Cipher(str, Enum):
 
     AES_256_GCM = "AES_256_GCM"
     AES_128_GCM = "AES_128_GCM"
+    CHACHA20_POLY1305 = "CHACHA20_POLY1305"
 
 @dataclass(frozen=True, repr=False)
 class KeyInfo:

@@ -51,6 +51,7 @@ class Cipher(_StrEnum):
 
     AES_256_GCM = "AES_256_GCM"
     AES_128_GCM = "AES_128_GCM"
+    CHACHA20_POLY1305 = "CHACHA20_POLY1305"
 
 
 def _time(micros: int) -> datetime:

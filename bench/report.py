@@ -1,0 +1,165 @@
+"""Turns one benchmark run into BENCHMARKS.md.
+
+    python bench/report.py --criterion TARGET/criterion --results results.jsonl \
+        --command "bash scripts/bench.sh" --out BENCHMARKS.md
+
+Rust results come from criterion's own files (sample.json: the per-iteration
+times of every sample); Python and Node results are the JSON lines their
+scripts print. Every case gets one table, keystate and its peers side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+from collections import OrderedDict
+from typing import Dict, List
+
+TARGETS = """\
+| target | how it is measured | where |
+|---|---|---|
+| policy decision <= 200 ns through the Rust host | `policy`, keystate rows | Rust table |
+| policy decision <= 2 us from Python and Node | "policy decision" rows | Python, Node tables |
+| mutation latency independent of keystore size | `mutation` rows at each size | Rust table |
+| 1M keys open in <= 2 s | `open keystore/1000000` (run with KEYSTATE_BENCH_SIZES including 1000000) | Rust table |
+| cold start to first encrypt <= 50 ms from Python and Node, after the first run | "cold start", cached row | Python, Node tables |
+| bulk encrypt from Python >= 2x the single-instance rate, linear in cores | "encrypt 64 MiB", N sandboxes vs 1 sandbox | Python table |
+"""
+
+
+def criterion_results(root: str) -> List[Dict[str, object]]:
+    results = []
+    for dirpath, _dirs, files in os.walk(root):
+        if os.path.basename(dirpath) != "new" or "sample.json" not in files:
+            continue
+        with open(os.path.join(dirpath, "benchmark.json")) as f:
+            bench = json.load(f)
+        with open(os.path.join(dirpath, "sample.json")) as f:
+            sample = json.load(f)
+        per_iter = sorted(t / n for t, n in zip(sample["times"], sample["iters"]))
+        throughput = bench.get("throughput") or {}
+        case = bench["group_id"]
+        subject = bench["function_id"] or bench["group_id"]
+        if bench.get("value_str"):
+            case = f"{case}: {subject}"
+            subject = f"{bench['value_str']} keys"
+        results.append({
+            "suite": "rust",
+            "case": case,
+            "subject": subject,
+            "bytes": throughput.get("Bytes", 0),
+            "median_ns": statistics.median(per_iter),
+            "p10_ns": per_iter[len(per_iter) // 10],
+            "p90_ns": per_iter[(len(per_iter) * 9) // 10],
+            "runs": int(sum(sample["iters"])),
+        })
+    return results
+
+
+def fmt_time(ns: float) -> str:
+    for unit, scale in [("s", 1e9), ("ms", 1e6), ("us", 1e3)]:
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns:.3g} ns"
+
+
+def fmt_rate(size: int, ns: float) -> str:
+    return f"{size / (ns / 1e9) / 1e6:,.0f} MB/s" if size else ""
+
+
+def table(rows: List[Dict[str, object]]) -> List[str]:
+    has_bytes = any(r["bytes"] for r in rows)
+    head = "| subject | median | p10 .. p90 | runs |" + (" throughput |" if has_bytes else "")
+    lines = [head, "|---" * (5 if has_bytes else 4) + "|"]
+    for r in rows:
+        line = (f"| {r['subject']} | {fmt_time(r['median_ns'])} | {fmt_time(r['p10_ns'])} .. "
+                f"{fmt_time(r['p90_ns'])} | {r['runs']} |")
+        if has_bytes:
+            line += f" {fmt_rate(int(r['bytes']), float(r['median_ns']))} |"
+        lines.append(line)
+    return lines
+
+
+def machine() -> List[str]:
+    def out(*cmd: str) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
+        except (OSError, subprocess.CalledProcessError, IndexError):
+            return "unknown"
+
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = "unknown"
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f"{int(f.readline().split()[1]) / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return [
+        f"- CPU: {cpu}, {os.cpu_count()} logical cores; memory {mem}; {platform.system()} {platform.release()}",
+        f"- {out('rustc', '--version')}; Python {platform.python_version()}; Node {out('node', '--version')}",
+        f"- load average when the report was written: {os.getloadavg()[0]:.2f}",
+    ]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--criterion", required=True)
+    p.add_argument("--results", required=True)
+    p.add_argument("--command", required=True)
+    p.add_argument("--notes", help="a Markdown file appended as is (findings, limits)")
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+
+    rows = criterion_results(args.criterion)
+    with open(args.results) as f:
+        rows += [json.loads(line) for line in f if line.strip()]
+    by_suite: "OrderedDict[str, OrderedDict[str, List[Dict[str, object]]]]" = OrderedDict()
+    for suite in ["rust", "python", "node"]:
+        cases: "OrderedDict[str, List[Dict[str, object]]]" = OrderedDict()
+        for r in sorted((r for r in rows if r["suite"] == suite), key=lambda r: str(r["case"])):
+            cases.setdefault(str(r["case"]), []).append(r)
+        by_suite[suite] = cases
+
+    lines = [
+        "# keystate benchmarks",
+        "",
+        "Written by the benchmark run itself; do not edit by hand. keystate and the",
+        "libraries a user would take instead are measured in the same run, on the same machine.",
+        "",
+        f"- Command: `{args.command}`",
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        *machine(),
+        "",
+        "Times are per call: the median, and the 10th to 90th percentile of the samples.",
+        "Throughput is plaintext bytes per second at the median.",
+        "",
+        "## Targets",
+        "",
+        TARGETS,
+    ]
+    titles = {"rust": "Rust host (criterion)", "python": "Python package", "node": "Node package"}
+    for suite, cases in by_suite.items():
+        if not cases:
+            continue
+        lines += [f"## {titles[suite]}", ""]
+        for case, case_rows in cases.items():
+            lines += [f"### {case}", "", *table(case_rows), ""]
+    if args.notes and os.path.exists(args.notes):
+        with open(args.notes) as f:
+            lines += [f.read().rstrip(), ""]
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
