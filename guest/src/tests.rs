@@ -554,3 +554,7 @@ fn encrypt_needs_an_active_key_and_a_known_group() {
     assert_eq!(kind(f.ks.encrypt("g", b"x", b"")), "key-unusable");
     assert_eq!(kind(f.ks.encrypt("nope", b"x", b"")), "not-found");
 }
+
+/// Export and import (`keystore::transfer`).
+#[path = "tests/transfer.rs"]
+mod transfer;

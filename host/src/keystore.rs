@@ -236,7 +236,7 @@ impl Keystore {
     }
 
     /// Run a read-only operation on an up-to-date model.
-    fn read<T>(&self, op: impl FnOnce(&mut Guest) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, op: impl FnOnce(&mut Guest) -> Result<T>) -> Result<T> {
         let mut inner = self.lock();
         inner.heal()?;
         inner.catch_up()?;
@@ -244,7 +244,7 @@ impl Keystore {
     }
 
     /// Run a mutation: inside a storage write, on an up-to-date model, persisted before it returns.
-    fn mutate<T>(&self, op: impl FnOnce(&mut Guest) -> Result<(T, wit::ChangeSet)>) -> Result<T> {
+    pub(crate) fn mutate<T>(&self, op: impl FnOnce(&mut Guest) -> Result<(T, wit::ChangeSet)>) -> Result<T> {
         let mut inner = self.lock();
         inner.heal()?;
         inner.backend.begin_write()?;
@@ -418,7 +418,7 @@ impl Keystore {
 
     /// Run a data operation on a reader sandbox that is current with storage,
     /// without holding the handle's lock while it runs.
-    fn with_reader<T>(&self, op: impl FnOnce(&mut Guest) -> Result<T>) -> Result<T> {
+    pub(crate) fn with_reader<T>(&self, op: impl FnOnce(&mut Guest) -> Result<T>) -> Result<T> {
         let idle = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut reader = {
             let mut inner = self.lock();

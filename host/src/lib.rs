@@ -26,6 +26,7 @@ mod keystore;
 pub mod raw;
 mod sandbox;
 mod storage;
+mod transfer;
 mod types;
 
 pub use atomic_file::write_atomically;
@@ -34,4 +35,5 @@ pub use keystore::{
     CreateOptions, Keystore, KeystoreInfo, OpenOptions, Protection, allowed_operations, can_transition, inspect,
 };
 pub use sandbox::{COMPONENT, Limits, component_imports};
+pub use transfer::{ImportOptions, ImportReport, ImportedGroup, ImportedKey, Skip, SkipReason};
 pub use types::{Cipher, GroupInfo, KeyInfo, KeyState, Operation, RowFault, Stats, format_time};
