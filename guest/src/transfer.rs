@@ -276,11 +276,20 @@ fn renamed(base: &str, stamp: &str, taken: &BTreeSet<String>) -> String {
 
 // ---- the keystore operations ------------------------------------------------------
 
-/// A key already in the keystore, found by the check half of its tag.
+/// A key already in the keystore (or earlier in the container), found by the check half of its tag.
 struct Known {
     what: String,
-    /// Its key material, when it can be read (not for corrupt rows).
-    material: Option<crypto::Key32>,
+    material: KnownMaterial,
+}
+
+/// Where to get a known key's material to compare, only when the checks match.
+enum KnownMaterial {
+    /// A loaded key: unwrap it with the KPK.
+    Stored(Tag),
+    /// A row that cannot be read: its check is all there is, so a match counts.
+    Unreadable,
+    /// A key imported earlier in the same container.
+    Given(crypto::Key32),
 }
 
 impl Keystore {
@@ -375,14 +384,13 @@ impl Keystore {
         for (k, _) in self.keys.values() {
             let what = format!("key {:?} in group {:?}", k.name, self.group_name(&k.group));
             by_tag.insert(k.tag, what.clone());
-            let material = self.sealer.unwrap(&k.tag, &k.wrapped).ok();
-            by_check.entry(check_of(&k.tag)).or_default().push(Known { what, material });
+            by_check.entry(check_of(&k.tag)).or_default().push(Known { what, material: KnownMaterial::Stored(k.tag) });
         }
         for id in self.corrupt.keys() {
             if let Some(RowId::Key { key, .. }) = RowId::parse(id) {
                 let what = format!("the unreadable key row {id}");
                 by_tag.insert(key, what.clone());
-                by_check.entry(check_of(&key)).or_default().push(Known { what, material: None });
+                by_check.entry(check_of(&key)).or_default().push(Known { what, material: KnownMaterial::Unreadable });
             }
         }
 
@@ -392,9 +400,9 @@ impl Keystore {
             let name = if preserve_names { g.name.clone() } else { renamed(&g.name, &stamp, &taken) };
             let mut imported = 0;
             for k in &g.keys {
-                let same_material = by_check.get(&check_of(&k.tag)).and_then(|known| {
-                    known.iter().find(|e| e.material.as_ref().is_none_or(|m| crypto::ct_eq(m.as_ref(), &k.material)))
-                });
+                let same_material = by_check
+                    .get(&check_of(&k.tag))
+                    .and_then(|known| known.iter().find(|e| self.same_material(&e.material, &k.material)));
                 let skipped = if let Some(what) = by_tag.get(&k.tag) {
                     Some(Skip { reason: SkipReason::TagExists, detail: format!("its tag {} is {what}", k.tag) })
                 } else if let Some(known) = same_material {
@@ -414,7 +422,7 @@ impl Keystore {
                     imported += 1;
                     let what = format!("key {:?} imported into group {name:?}", k.name);
                     by_tag.insert(k.tag, what.clone());
-                    let material = Some(Zeroizing::new(k.material));
+                    let material = KnownMaterial::Given(Zeroizing::new(k.material));
                     by_check.entry(check_of(&k.tag)).or_default().push(Known { what, material });
                 }
                 report.keys.push(KeyOutcome {
@@ -444,6 +452,19 @@ impl Keystore {
             report.groups.push(GroupOutcome { source_name: g.name.clone(), name, cipher: g.cipher, skipped });
         }
         report
+    }
+
+    /// Is `material` that of a known key? Constant time; a stored key that does
+    /// not unwrap counts as a match (it cannot be told apart).
+    fn same_material(&self, known: &KnownMaterial, material: &[u8; 32]) -> bool {
+        match known {
+            KnownMaterial::Stored(tag) => match self.keys.get(tag).map(|(k, _)| self.sealer.unwrap(tag, &k.wrapped)) {
+                Some(Ok(stored)) => crypto::ct_eq(stored.as_ref(), material),
+                _ => true,
+            },
+            KnownMaterial::Unreadable => true,
+            KnownMaterial::Given(given) => crypto::ct_eq(given.as_ref(), material),
+        }
     }
 
     /// The one change set of an import, applied to the model: the rows of
