@@ -296,6 +296,9 @@ impl Keystore {
     /// Seal the named groups (all when `None`) with every key into one
     /// container. Reads only; refuses a selection with unreadable rows.
     pub fn export(&self, groups: Option<&[String]>, passphrase: &str) -> Result<Vec<u8>> {
+        if passphrase.is_empty() {
+            return Err(Error::InvalidArgument("the export pass phrase is empty".into()));
+        }
         let selected: Vec<Tag> = match groups {
             None => {
                 if let Some((id, why)) = self.corrupt.iter().next() {

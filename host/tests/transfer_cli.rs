@@ -105,6 +105,12 @@ fn export_then_import_round_trip_with_report() {
     // Preview: the report, and nothing changed.
     let preview = json(&run(keystate(&dst, &[&"--json", &"import", &file, &"--preview"], &with_pass()), None, 0));
     assert_eq!((preview["preview"].clone(), preview["keys_imported"].clone()), (Value::Bool(true), 3.into()));
+    let out = run(keystate(&dst, &[&"import", &file, &"--preview"], &with_pass()), None, 0);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("preview, nothing changed: 2 group(s) would be created, 3 key(s) would be imported"),
+        "{text}"
+    );
     assert!(Keystore::open(&dst, None, None).unwrap().groups().unwrap().is_empty());
 
     let out = run(keystate(&dst, &[&"import", &file], &with_pass()), None, 0);

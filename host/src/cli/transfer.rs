@@ -121,7 +121,7 @@ fn human(report: &ImportReport) -> String {
     }
     let _ = write!(
         text,
-        "{}{} group(s) created, {} key(s) imported, {} key(s) skipped",
+        "{}{} group(s) {created}, {} key(s) {imported}, {} key(s) skipped",
         if report.preview { "preview, nothing changed: " } else { "" },
         report.groups_created().count(),
         report.keys_imported().count(),
