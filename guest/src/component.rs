@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use zeroize::Zeroizing;
 
 use crate::format;
-use crate::keystore::{self, Keystore};
+use crate::keystore::{self, Keystore, transfer};
 use crate::rules;
 use crate::store::{self, Secret, SecretKind};
 use crate::types::{self as t, Env};
@@ -150,6 +150,46 @@ fn changes_out(c: keystore::ChangeSet) -> w::ChangeSet {
     w::ChangeSet {
         upserts: c.upserts.into_iter().map(|r| w::Row { id: r.id, version: r.version, body: r.body }).collect(),
         deletes: c.deletes.into_iter().map(|(id, version)| w::RowRef { id, version }).collect(),
+    }
+}
+
+fn skip_out(s: Option<transfer::Skip>) -> Option<w::Skip> {
+    s.map(|s| w::Skip {
+        reason: match s.reason {
+            transfer::SkipReason::TagExists => w::SkipReason::TagExists,
+            transfer::SkipReason::MaterialExists => w::SkipReason::MaterialExists,
+            transfer::SkipReason::GroupExists => w::SkipReason::GroupExists,
+            transfer::SkipReason::NoNewKeys => w::SkipReason::NoNewKeys,
+        },
+        detail: s.detail,
+    })
+}
+
+fn report_out(r: transfer::ImportReport) -> w::ImportReport {
+    w::ImportReport {
+        groups: r
+            .groups
+            .into_iter()
+            .map(|g| w::ImportedGroup {
+                source_name: g.source_name,
+                name: g.name,
+                cipher: cipher_out(g.cipher),
+                skipped: skip_out(g.skipped),
+            })
+            .collect(),
+        keys: r
+            .keys
+            .into_iter()
+            .map(|k| w::ImportedKey {
+                source_group: k.source_group,
+                group: k.group,
+                name: k.name,
+                tag: k.tag.to_string(),
+                state: state_out(k.state),
+                recoverable: k.recoverable,
+                skipped: skip_out(k.skipped),
+            })
+            .collect(),
     }
 }
 
@@ -325,6 +365,22 @@ impl wk::Guest for Component {
             hmk_id: s.hmk_id,
             kpk_id: s.kpk_id,
         }
+    }
+
+    fn export_groups(groups: Option<Vec<String>>, passphrase: String) -> Result<Vec<u8>, w::Error> {
+        let passphrase = Zeroizing::new(passphrase);
+        with(|ks| ks.export(groups.as_deref(), &passphrase))
+    }
+
+    fn import_groups(
+        container: Vec<u8>,
+        passphrase: String,
+        preserve_names: bool,
+        preview: bool,
+    ) -> Result<(w::ImportReport, w::ChangeSet), w::Error> {
+        let passphrase = Zeroizing::new(passphrase);
+        with(|ks| ks.import(&container, &passphrase, preserve_names, preview))
+            .map(|(r, c)| (report_out(r), changes_out(c)))
     }
 
     fn encrypt(group: String, plaintext: Vec<u8>, aad: Vec<u8>) -> Result<Vec<u8>, w::Error> {

@@ -14,9 +14,9 @@ use crate::types::{Error, Result, Tag};
 pub type Key32 = Zeroizing<[u8; 32]>;
 
 /// Argon2id parameters of format version 1 (OWASP's minimum: 19 MiB, 2 passes).
-const ARGON2_M_KIB: u32 = 19 * 1024;
-const ARGON2_T: u32 = 2;
-const ARGON2_P: u32 = 1;
+pub const ARGON2_M_KIB: u32 = 19 * 1024;
+pub const ARGON2_T: u32 = 2;
+pub const ARGON2_P: u32 = 1;
 
 /// Stretch a pass phrase into 32 key bytes with Argon2id.
 pub fn derive_from_passphrase(passphrase: &str, salt: &[u8]) -> Result<Key32> {

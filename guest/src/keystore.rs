@@ -12,6 +12,10 @@ use crate::rules;
 use crate::store::{self, GroupRecord, HEADER_ID, Header, KeyRecord, Protector, Record, RowId, Sealer, Secret};
 use crate::types::{Cipher, Env, Error, KeyState, Operation, Result, Tag};
 
+/// Export and import (a child module: it builds rows with the helpers below).
+#[path = "transfer.rs"]
+pub mod transfer;
+
 /// A row as stored by the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Row {

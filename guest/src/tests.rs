@@ -657,3 +657,6 @@ fn rows_rolled_back_one_by_one_cannot_make_two_active_keys() {
     assert!(!c.is_empty());
     assert_eq!(kind(ks.set_state("g", "c", Active)), "integrity");
 }
+/// Export and import (`keystore::transfer`).
+#[path = "tests/transfer.rs"]
+mod transfer;

@@ -246,7 +246,7 @@ impl Keystore {
     }
 
     /// Run a read-only operation on an up-to-date model.
-    fn read<T>(&self, op: impl FnOnce(&mut Guest) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, op: impl FnOnce(&mut Guest) -> Result<T>) -> Result<T> {
         let mut inner = self.lock();
         inner.heal()?;
         inner.catch_up()?;
@@ -262,7 +262,7 @@ impl Keystore {
     /// Run a mutation: inside a storage write, on an up-to-date model, persisted
     /// before it returns. A conflict with another writer or a lost connection
     /// runs it again from storage's state, a bounded number of times.
-    fn mutate<T>(&self, op: impl Fn(&mut Guest) -> Result<(T, wit::ChangeSet)>) -> Result<T> {
+    pub(crate) fn mutate<T>(&self, op: impl Fn(&mut Guest) -> Result<(T, wit::ChangeSet)>) -> Result<T> {
         let mut inner = self.lock();
         let mut attempt = 1;
         loop {
@@ -457,6 +457,11 @@ impl Keystore {
     fn workers_for(&self, len: usize) -> usize {
         let limits = self.lock().limits;
         len.div_ceil(spread::RUN_BYTES).clamp(1, limits.workers.max(1))
+    }
+
+    /// Run a data operation on one reader sandbox (see `with_readers`).
+    pub(crate) fn with_reader<T>(&self, op: impl FnOnce(&mut Guest) -> Result<T>) -> Result<T> {
+        self.with_readers(1, |g| op(g[0]))
     }
 
     /// Run a data operation on `count` reader sandboxes that are current with

@@ -27,6 +27,7 @@ pub mod raw;
 mod sandbox;
 mod spread;
 mod storage;
+mod transfer;
 mod types;
 
 pub use atomic_file::write_atomically;
@@ -35,4 +36,5 @@ pub use keystore::{
     CreateOptions, Keystore, KeystoreInfo, OpenOptions, Protection, allowed_operations, can_transition, inspect,
 };
 pub use sandbox::{COMPONENT, Limits, component_imports};
+pub use transfer::{ImportOptions, ImportReport, ImportedGroup, ImportedKey, Skip, SkipReason};
 pub use types::{Cipher, GroupInfo, KeyInfo, KeyState, Operation, RowFault, Stats, format_time};

@@ -16,6 +16,7 @@ use wasmtime::component::{Component, HasSelf, Instance, Linker, ResourceAny, Val
 use wasmtime::{Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::transfer::{ImportReport, ImportedGroup, ImportedKey, Skip, SkipReason};
 use crate::types::{self, Cipher, GroupInfo, KeyInfo, KeyState, Operation};
 
 mod bindings {
@@ -558,6 +559,23 @@ impl Guest {
         self.run(|b, s| b.keystate_kms_keystore().call_stats(s))
     }
 
+    pub(crate) fn export_groups(&mut self, groups: Option<&[String]>, passphrase: &str) -> Result<Vec<u8>> {
+        self.call(|b, s| b.keystate_kms_keystore().call_export_groups(s, groups, passphrase))
+    }
+
+    pub(crate) fn import_groups(
+        &mut self,
+        container: &[u8],
+        passphrase: &str,
+        preserve_names: bool,
+        preview: bool,
+    ) -> Result<(ImportReport, wit::ChangeSet)> {
+        let (r, c) = self.call(|b, s| {
+            b.keystate_kms_keystore().call_import_groups(s, container, passphrase, preserve_names, preview)
+        })?;
+        Ok((report_in(r, preview), c))
+    }
+
     pub(crate) fn encrypt(&mut self, group: &str, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
         self.call(|b, s| b.keystate_kms_keystore().call_encrypt(s, group, plaintext, aad))
     }
@@ -694,6 +712,49 @@ fn key_in(k: wit::KeyInfo) -> KeyInfo {
         created: types::time_from_millis(k.created),
         modified: types::time_from_millis(k.modified),
         recoverable: k.recoverable,
+    }
+}
+
+fn skip_in(s: Option<wit::Skip>) -> Option<Skip> {
+    s.map(|s| Skip {
+        reason: match s.reason {
+            wit::SkipReason::TagExists => SkipReason::TagExists,
+            wit::SkipReason::MaterialExists => SkipReason::MaterialExists,
+            wit::SkipReason::GroupExists => SkipReason::GroupExists,
+            wit::SkipReason::NoNewKeys => SkipReason::NoNewKeys,
+        },
+        detail: s.detail,
+    })
+}
+
+fn report_in(r: wit::ImportReport, preview: bool) -> ImportReport {
+    ImportReport {
+        preview,
+        groups: r
+            .groups
+            .into_iter()
+            .map(|g| ImportedGroup {
+                source_name: g.source_name,
+                name: g.name,
+                cipher: cipher_in(g.cipher),
+                created: g.skipped.is_none(),
+                skipped: skip_in(g.skipped),
+            })
+            .collect(),
+        keys: r
+            .keys
+            .into_iter()
+            .map(|k| ImportedKey {
+                source_group: k.source_group,
+                group: k.group,
+                name: k.name,
+                tag: k.tag,
+                state: state_in(k.state),
+                recoverable: k.recoverable,
+                imported: k.skipped.is_none(),
+                skipped: skip_in(k.skipped),
+            })
+            .collect(),
     }
 }
 

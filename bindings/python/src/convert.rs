@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use keystate::{GroupInfo, KeyInfo, RowFault, Stats};
+use keystate::{GroupInfo, ImportReport, KeyInfo, RowFault, Skip, Stats};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -51,4 +51,28 @@ pub fn stats(py: Python<'_>, s: Stats) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("format_version", s.format_version)?;
     d.set_item("path", s.path)?;
     Ok(d)
+}
+
+/// `(reason, detail)` of a skip, or `None`.
+type SkipTuple = Option<(&'static str, String)>;
+
+fn skip(s: Option<Skip>) -> SkipTuple {
+    s.map(|s| (s.reason.as_str(), s.detail))
+}
+
+/// `(source_name, name, cipher, created, skipped)`
+pub type ImportedGroupTuple = (String, String, &'static str, bool, SkipTuple);
+
+/// `(source_group, group, name, tag, state, recoverable, imported, skipped)`
+pub type ImportedKeyTuple = (String, String, String, String, &'static str, bool, bool, SkipTuple);
+
+/// `(preview, groups, keys)`
+pub type ReportTuple = (bool, Vec<ImportedGroupTuple>, Vec<ImportedKeyTuple>);
+
+pub fn report(r: ImportReport) -> ReportTuple {
+    let groups = r.groups.into_iter().map(|g| (g.source_name, g.name, g.cipher.as_str(), g.created, skip(g.skipped)));
+    let keys = r.keys.into_iter().map(|k| {
+        (k.source_group, k.group, k.name, k.tag, k.state.as_str(), k.recoverable, k.imported, skip(k.skipped))
+    });
+    (r.preview, groups.collect(), keys.collect())
 }

@@ -217,6 +217,60 @@ impl Handle {
         Ok(run(py, || ks.faults())?.into_iter().map(convert::fault).collect())
     }
 
+    // ---- export and import ----------------------------------------------------------
+
+    #[pyo3(signature = (passphrase, groups=None))]
+    fn export_groups<'py>(
+        &self,
+        py: Python<'py>,
+        passphrase: String,
+        groups: Option<Vec<String>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let (ks, passphrase) = (self.ks(py)?, Zeroizing::new(passphrase));
+        let groups: Option<Vec<&str>> = groups.as_ref().map(|g| g.iter().map(String::as_str).collect());
+        let container = Zeroizing::new(run(py, || ks.export(groups.as_deref(), &passphrase))?);
+        Ok(PyBytes::new(py, &container))
+    }
+
+    #[pyo3(signature = (path, passphrase, groups=None))]
+    fn export_to_file(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        passphrase: String,
+        groups: Option<Vec<String>>,
+    ) -> PyResult<u64> {
+        let (ks, passphrase) = (self.ks(py)?, Zeroizing::new(passphrase));
+        let groups: Option<Vec<&str>> = groups.as_ref().map(|g| g.iter().map(String::as_str).collect());
+        run(py, || ks.export_to_file(&path, groups.as_deref(), &passphrase))
+    }
+
+    fn import_groups(
+        &self,
+        py: Python<'_>,
+        container: PyBackedBytes,
+        passphrase: String,
+        preserve_names: bool,
+        preview: bool,
+    ) -> PyResult<convert::ReportTuple> {
+        let (ks, passphrase) = (self.ks(py)?, Zeroizing::new(passphrase));
+        let options = keystate::ImportOptions { preserve_names, preview };
+        run(py, || ks.import(&container, &passphrase, options)).map(convert::report)
+    }
+
+    fn import_file(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        passphrase: String,
+        preserve_names: bool,
+        preview: bool,
+    ) -> PyResult<convert::ReportTuple> {
+        let (ks, passphrase) = (self.ks(py)?, Zeroizing::new(passphrase));
+        let options = keystate::ImportOptions { preserve_names, preview };
+        run(py, || ks.import_file(&path, &passphrase, options)).map(convert::report)
+    }
+
     // ---- data -----------------------------------------------------------------------
 
     fn encrypt<'py>(

@@ -11,6 +11,7 @@ mod data;
 pub mod exit;
 mod output;
 mod secrets;
+mod transfer;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -28,8 +29,9 @@ use secrets::{Fresh, Sources};
 const PASSPHRASE_HELP: &str = "\
 Pass phrases never come from the command line. Each is read from its environment
 variable if set (KEYSTATE_HMK_PASSPHRASE and KEYSTATE_KPK_PASSPHRASE for the keystore,
-KEYSTATE_PASSPHRASE for a key's own), else prompted for on the terminal (new ones twice),
-else read as one line of standard input, in the order HMK, KPK, key (not when standard
+KEYSTATE_PASSPHRASE for a key's own, KEYSTATE_EXPORT_PASSPHRASE for export and import
+unless --passphrase-env names another), else prompted for on the terminal (new ones twice),
+else read as one line of standard input, in the order HMK, KPK, key or export (not when standard
 input carries data for encrypt/decrypt: set the variables then). A keystore asks for
 its HMK/KPK pass phrase only if it was created with one.";
 
@@ -82,6 +84,18 @@ pub enum Command {
     Unquiesce,
     /// Show counts of groups and keys per state, the HMK/KPK IDs, and corrupt rows.
     Stats,
+    /// Export groups (all, or those named) with all their keys into one container file
+    /// sealed with an export pass phrase (KEYSTATE_EXPORT_PASSPHRASE, a prompt or a stdin line).
+    ///
+    /// The container holds the keys' material: guard it and its pass phrase like the keys.
+    /// It holds nothing that opens this keystore. Exporting changes nothing.
+    Export(transfer::ExportArgs),
+    /// Import a container made by `keystate export`, all or nothing.
+    ///
+    /// Every group becomes a new group (never merged into an existing one); keys whose tag
+    /// or key material is already here are skipped. The report lists groups created, keys
+    /// imported and keys skipped with the reason.
+    Import(transfer::ImportArgs),
     /// Show the rules: allowed state transitions and the operations each state allows.
     Policy,
 }
@@ -357,6 +371,8 @@ fn execute(ks: &Keystore, command: Command, sources: Sources, out: Output) -> Re
             out.done("keystore unquiesced: writable again", json!({ "quiesced": false }))
         }
         Command::Stats => out.stats(&ks.stats()?, &ks.faults()?),
+        Command::Export(args) => transfer::export(ks, args, sources, out),
+        Command::Import(args) => transfer::import(ks, args, sources, out),
         Command::Init(_) | Command::Policy => unreachable!("handled before the keystore is opened"),
     }
 }

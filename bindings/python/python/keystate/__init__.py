@@ -35,7 +35,19 @@ from ._errors import (
     WrongPassphrase,
 )
 from ._keystore import Keystore
-from ._types import Cipher, GroupInfo, KeyInfo, KeyState, RowFault, Stats
+from ._types import (
+    Cipher,
+    GroupInfo,
+    ImportedGroup,
+    ImportedKey,
+    ImportReport,
+    KeyInfo,
+    KeyState,
+    RowFault,
+    Skip,
+    SkipReason,
+    Stats,
+)
 
 __version__: str = _native.VERSION
 
@@ -47,6 +59,11 @@ __all__ = [
     "GroupInfo",
     "Stats",
     "RowFault",
+    "SkipReason",
+    "Skip",
+    "ImportedGroup",
+    "ImportedKey",
+    "ImportReport",
     "can_transition",
     "allowed_operations",
     *_errors.__all__,

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from types import TracebackType
-from typing import Mapping, Optional, Protocol, Union
+from typing import Iterable, Mapping, Optional, Protocol, Union
 
 from _typeshed import ReadableBuffer, StrOrBytesPath
 
@@ -17,6 +17,11 @@ __all__ = [
     "GroupInfo",
     "Stats",
     "RowFault",
+    "SkipReason",
+    "Skip",
+    "ImportedGroup",
+    "ImportedKey",
+    "ImportReport",
     "can_transition",
     "allowed_operations",
     "KeystateError",
@@ -96,6 +101,58 @@ class Stats:
     kpk_id: str
     format_version: int
     path: str
+
+class SkipReason(str, Enum):
+    """Why an import leaves a group or key out."""
+
+    TAG_EXISTS = "tag-exists"
+    MATERIAL_EXISTS = "material-exists"
+    GROUP_EXISTS = "group-exists"
+    NO_NEW_KEYS = "no-new-keys"
+
+@dataclass(frozen=True, repr=False)
+class Skip:
+    """A skip and a sentence naming what is already there."""
+
+    reason: SkipReason
+    detail: str
+
+@dataclass(frozen=True, repr=False)
+class ImportedGroup:
+    """What an import does (or would do) with one group of the container."""
+
+    source_name: str
+    name: str
+    cipher: Cipher
+    created: bool
+    skipped: Optional[Skip]
+
+@dataclass(frozen=True, repr=False)
+class ImportedKey:
+    """What an import does (or would do) with one key of the container."""
+
+    source_group: str
+    group: str
+    name: str
+    tag: str
+    state: KeyState
+    recoverable: bool
+    imported: bool
+    skipped: Optional[Skip]
+
+@dataclass(frozen=True, repr=False)
+class ImportReport:
+    """Everything an import decided, in container order."""
+
+    preview: bool
+    groups: tuple[ImportedGroup, ...]
+    keys: tuple[ImportedKey, ...]
+    @property
+    def groups_created(self) -> tuple[ImportedGroup, ...]: ...
+    @property
+    def keys_imported(self) -> tuple[ImportedKey, ...]: ...
+    @property
+    def keys_skipped(self) -> tuple[ImportedKey, ...]: ...
 
 # ---- errors ---------------------------------------------------------------------------
 
@@ -187,6 +244,17 @@ class Keystore:
     def unquiesce(self) -> None: ...
     def stats(self) -> Stats: ...
     def faults(self) -> list[RowFault]: ...
+
+    # export and import
+    def export_groups(self, passphrase: str, groups: Optional[Iterable[str]] = None) -> bytes: ...
+    def export_to_file(self, path: StrOrBytesPath, passphrase: str, groups: Optional[Iterable[str]] = None) -> int: ...
+    def import_groups(
+        self, container: ReadableBuffer, passphrase: str, *, preserve_names: bool = False, preview: bool = False
+    ) -> ImportReport: ...
+    def preview_import(self, container: ReadableBuffer, passphrase: str, *, preserve_names: bool = False) -> ImportReport: ...
+    def import_file(
+        self, path: StrOrBytesPath, passphrase: str, *, preserve_names: bool = False, preview: bool = False
+    ) -> ImportReport: ...
 
     # data
     def encrypt(self, group: str, data: ReadableBuffer, aad: ReadableBuffer = b"") -> bytes: ...

@@ -10,10 +10,10 @@ errors arrive as the exceptions of ``keystate._errors``.
 from __future__ import annotations
 
 import os
-from typing import Any, List, Optional, Union
+from typing import Any, Iterable, List, Optional, Union
 
 from . import _native
-from ._types import Cipher, GroupInfo, KeyInfo, KeyState, RowFault, Stats
+from ._types import Cipher, GroupInfo, ImportReport, KeyInfo, KeyState, RowFault, Stats
 
 __all__ = ["Keystore"]
 
@@ -40,6 +40,15 @@ def _name(value: Any) -> str:
     if isinstance(value, str):
         return value
     raise TypeError(f"expected a state or cipher name (str), not {type(value).__name__}")
+
+
+def _groups(groups: Optional[Iterable[str]]) -> Optional[List[str]]:
+    """A group selection: ``None`` (every group) or the names (a lone str is one name)."""
+    if groups is None:
+        return None
+    if isinstance(groups, str):
+        return [groups]
+    return list(groups)
 
 
 def _end(end: Any, method: str) -> Any:
@@ -195,6 +204,40 @@ class Keystore:
     def faults(self) -> List[RowFault]:
         """Rows that failed to load (tampered or corrupt), with why."""
         return [RowFault(id, message) for id, message in self._h.faults()]
+
+    # ---- export and import --------------------------------------------------------
+
+    def export_groups(self, passphrase: str, groups: Optional[Iterable[str]] = None) -> bytes:
+        """Seal the named groups (all when ``None``) with all their keys into an export
+        container protected by ``passphrase``. Changes nothing. The container holds key
+        material: guard it like the keys."""
+        return bytes(self._h.export_groups(passphrase, _groups(groups)))
+
+    def export_to_file(self, path: _Path, passphrase: str, groups: Optional[Iterable[str]] = None) -> int:
+        """``export_groups`` into a file that appears only when complete, readable by its
+        owner only. Returns its size."""
+        return int(self._h.export_to_file(_path(path), passphrase, _groups(groups)))
+
+    def import_groups(
+        self, container: Any, passphrase: str, *, preserve_names: bool = False, preview: bool = False
+    ) -> ImportReport:
+        """Import an export container, all or nothing. Each group becomes a new group,
+        named ``<name>_<YYYYMMDDTHHMMSSZ>`` unless ``preserve_names`` (then a group whose
+        name exists is skipped, never merged); keys whose tag or key material is already
+        here are skipped. ``preview`` only reports. Raises ``WrongPassphrase`` for a wrong
+        pass phrase, ``IntegrityError`` for anything but an intact container."""
+        native = self._h.import_groups(_buf(container, "container"), passphrase, preserve_names, preview)
+        return ImportReport._from_native(native)
+
+    def preview_import(self, container: Any, passphrase: str, *, preserve_names: bool = False) -> ImportReport:
+        """What ``import_groups`` would do; changes nothing."""
+        return self.import_groups(container, passphrase, preserve_names=preserve_names, preview=True)
+
+    def import_file(
+        self, path: _Path, passphrase: str, *, preserve_names: bool = False, preview: bool = False
+    ) -> ImportReport:
+        """``import_groups`` from a container file."""
+        return ImportReport._from_native(self._h.import_file(_path(path), passphrase, preserve_names, preview))
 
     # ---- data ---------------------------------------------------------------------
 

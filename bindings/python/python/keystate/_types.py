@@ -14,7 +14,19 @@ from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-__all__ = ["KeyState", "Cipher", "KeyInfo", "GroupInfo", "Stats", "RowFault"]
+__all__ = [
+    "KeyState",
+    "Cipher",
+    "KeyInfo",
+    "GroupInfo",
+    "Stats",
+    "RowFault",
+    "SkipReason",
+    "Skip",
+    "ImportedGroup",
+    "ImportedKey",
+    "ImportReport",
+]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -156,4 +168,91 @@ class Stats(_Record):
             kpk_id=d["kpk_id"],
             format_version=d["format_version"],
             path=d["path"],
+        )
+
+
+class SkipReason(_StrEnum):
+    """Why an import leaves a group or key out."""
+
+    TAG_EXISTS = "tag-exists"
+    """A key with the same tag is already in the keystore."""
+    MATERIAL_EXISTS = "material-exists"
+    """A key with the same key material is already there (or earlier in the container)."""
+    GROUP_EXISTS = "group-exists"
+    """Names preserved and a group of that name exists: groups are never merged."""
+    NO_NEW_KEYS = "no-new-keys"
+    """Every key of the group was skipped, so the group is not created."""
+
+
+@dataclass(frozen=True, repr=False)
+class Skip(_Record):
+    """A skip and a sentence naming what is already there (never key material)."""
+
+    reason: SkipReason
+    detail: str
+
+
+def _skip(t: Optional[Tuple[str, str]]) -> Optional[Skip]:
+    return None if t is None else Skip(SkipReason(t[0]), t[1])
+
+
+@dataclass(frozen=True, repr=False)
+class ImportedGroup(_Record):
+    """What an import does (or, previewed, would do) with one group of the container."""
+
+    source_name: str
+    """The group's name in the container."""
+    name: str
+    """Its name in this keystore (the source name when skipped)."""
+    cipher: Cipher
+    created: bool
+    skipped: Optional[Skip]
+
+
+@dataclass(frozen=True, repr=False)
+class ImportedKey(_Record):
+    """What an import does (or would do) with one key of the container."""
+
+    source_group: str
+    group: str
+    """The key's group in this keystore."""
+    name: str
+    tag: str
+    """Kept as it is, so data encrypted elsewhere still finds the key."""
+    state: KeyState
+    recoverable: bool
+    imported: bool
+    skipped: Optional[Skip]
+
+
+@dataclass(frozen=True, repr=False)
+class ImportReport(_Record):
+    """Everything an import decided, in container order."""
+
+    preview: bool
+    """True when nothing was changed."""
+    groups: Tuple[ImportedGroup, ...]
+    keys: Tuple[ImportedKey, ...]
+
+    @property
+    def groups_created(self) -> Tuple[ImportedGroup, ...]:
+        return tuple(g for g in self.groups if g.created)
+
+    @property
+    def keys_imported(self) -> Tuple[ImportedKey, ...]:
+        return tuple(k for k in self.keys if k.imported)
+
+    @property
+    def keys_skipped(self) -> Tuple[ImportedKey, ...]:
+        return tuple(k for k in self.keys if not k.imported)
+
+    @classmethod
+    def _from_native(cls, t: Tuple[bool, Any, Any]) -> ImportReport:
+        preview, groups, keys = t
+        return cls(
+            preview,
+            tuple(ImportedGroup(s, n, Cipher(c), created, _skip(sk)) for s, n, c, created, sk in groups),
+            tuple(
+                ImportedKey(sg, g, n, tag, KeyState(st), rec, imp, _skip(sk)) for sg, g, n, tag, st, rec, imp, sk in keys
+            ),
         )
