@@ -19,6 +19,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod admin;
 mod atomic_file;
 mod error;
 mod keyfile;
@@ -28,6 +29,7 @@ mod sandbox;
 mod storage;
 mod types;
 
+pub use admin::{AuditEntry, AuditFault, AuditFilter, AuditProblem, AuditReport, NewKey, default_actor};
 pub use atomic_file::write_atomically;
 pub use error::{Error, ErrorKind, Result};
 pub use keystore::{
