@@ -32,7 +32,8 @@ fn every_mutation_appends_one_entry_in_its_change_set() {
     f.persist(c);
     let (entries, fault) = verify(&f, &trail(&f));
     assert_eq!(fault, None);
-    let got: Vec<(&str, Option<&str>, Option<KeyState>, Option<KeyState>, &str)> = entries
+    type Summary<'a> = (&'a str, Option<&'a str>, Option<KeyState>, Option<KeyState>, &'a str);
+    let got: Vec<Summary> = entries
         .iter()
         .map(|v| {
             let e = &v.entry;
