@@ -35,7 +35,7 @@ from ._errors import (
     WrongPassphrase,
 )
 from ._keystore import Keystore
-from ._types import Cipher, GroupInfo, KeyInfo, KeyState, RowFault, Stats
+from ._types import AuditEntry, AuditFault, AuditReport, Cipher, GroupInfo, KeyInfo, KeyState, RowFault, Stats
 
 __version__: str = _native.VERSION
 
@@ -47,6 +47,9 @@ __all__ = [
     "GroupInfo",
     "Stats",
     "RowFault",
+    "AuditEntry",
+    "AuditFault",
+    "AuditReport",
     "can_transition",
     "allowed_operations",
     *_errors.__all__,
