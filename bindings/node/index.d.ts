@@ -93,8 +93,63 @@ export interface Stats {
   quiesced: boolean
   hmkId: string
   kpkId: string
+  /** Entries in the audit trail. */
+  auditEntries: number
   formatVersion: number
   path: string
+}
+
+/** One entry of the audit trail: who changed what, when. */
+export interface AuditEntry {
+  /** Position in the trail: 1, 2, 3, ... with no gaps. */
+  seq: number
+  time: Date
+  /** `create`, `create-group`, `set-state`, `rotate-hmk`, ... */
+  action: string
+  actor: string
+  group: string | null
+  key: string | null
+  keyTag: string | null
+  /** The key's state before (null: it did not exist). */
+  oldState: KeyState | null
+  /** The key's state after (null: it was deleted). */
+  newState: KeyState | null
+  detail: string
+  /** This entry's chain hash (64 hex digits). */
+  hash: string
+}
+
+/** The first audit entry that cannot be trusted. */
+export interface AuditFault {
+  problem: 'edited' | 'removed' | 'reordered'
+  seq: number
+  rowId: string
+  message: string
+}
+
+/** What `verifyAudit()` found. */
+export interface AuditReport {
+  verified: number
+  headSeq: number
+  headHash: string
+  fault: AuditFault | null
+}
+
+export interface AuditOptions {
+  group?: string
+  /** A key name or tag. */
+  key?: string
+  action?: string
+  since?: Date
+  /** At most this many: the most recent ones. */
+  limit?: number
+}
+
+export interface RotateOptions {
+  /** The new pass phrase; without it a new random key in the key file. */
+  passphrase?: string
+  /** A label for the new key (random when absent). */
+  id?: string
 }
 
 /** A row that failed to load, and why. */
@@ -108,6 +163,8 @@ export interface KeystoreOptions {
   hmkPassphrase?: string
   /** Pass phrase of the key protection key; without it a random key in `<path>.kpk`. */
   kpkPassphrase?: string
+  /** Who this handle's changes are recorded under in the audit trail (default: user@host). */
+  actor?: string
 }
 
 export interface CreateGroupOptions {
@@ -202,6 +259,18 @@ export declare class Keystore {
   stats(): Stats
   /** Rows that failed to load (tampered or corrupt). */
   faults(): RowFault[]
+
+  /** Who this handle's changes are recorded under in the audit trail. */
+  readonly actor: string
+  setActor(actor: string): void
+  /** Audit entries, oldest first; a broken trail throws INTEGRITY naming the first bad entry. */
+  audit(opts?: AuditOptions): AuditEntry[]
+  /** Verify the whole audit trail. */
+  verifyAudit(): AuditReport
+  /** Replace the HMK (every row re-sealed in one transaction). */
+  rotateHmk(opts?: RotateOptions): void
+  /** Replace the KPK (every key re-wrapped in one transaction). */
+  rotateKpk(opts?: RotateOptions): void
 }
 
 /** May a key move from `from` to `to`? Staying put is allowed. INVALID_ARGUMENT for an unknown state. */

@@ -163,8 +163,13 @@ class Keystore {
   }
 
   static #args(path, opts) {
-    const { hmkPassphrase, kpkPassphrase } = options('options', opts)
-    return [filePath('path', path), optionalText('hmkPassphrase', hmkPassphrase), optionalText('kpkPassphrase', kpkPassphrase)]
+    const { hmkPassphrase, kpkPassphrase, actor } = options('options', opts)
+    return [
+      filePath('path', path),
+      optionalText('hmkPassphrase', hmkPassphrase),
+      optionalText('kpkPassphrase', kpkPassphrase),
+      optionalText('actor', actor),
+    ]
   }
 
   /** Create a keystore; without pass phrases the HMK and KPK are random keys in `<path>.hmk` / `<path>.kpk`. */
@@ -326,6 +331,68 @@ class Keystore {
 
   faults() {
     return call(() => this.#handle.faults())
+  }
+
+  // administration
+
+  /** Who this handle's changes are recorded under in the audit trail. */
+  get actor() {
+    return call(() => this.#handle.actor)
+  }
+
+  /** Name who makes the following changes (1-255 bytes, no control characters). */
+  setActor(actor) {
+    call(() => this.#handle.setActor(text('actor', actor)))
+  }
+
+  /**
+   * Audit entries, oldest first, narrowed by each option given. The trail is verified
+   * as it is read: a broken one throws INTEGRITY naming the first bad entry.
+   */
+  audit(opts) {
+    const { group, key, action, since, limit } = options('options', opts)
+    if (since !== undefined && !(since instanceof Date)) {
+      throw invalid(`since must be a Date, not ${describe(since)}`)
+    }
+    if (limit !== undefined && !(Number.isInteger(limit) && limit >= 0)) {
+      throw invalid(`limit must be a non-negative integer, not ${describe(limit)}`)
+    }
+    const entries = call(() =>
+      this.#handle.audit(
+        optionalText('group', group),
+        optionalText('key', key),
+        optionalText('action', action),
+        since === undefined ? undefined : since.getTime(),
+        limit,
+      ),
+    )
+    return entries.map((e) => ({
+      ...e,
+      time: new Date(e.time),
+      group: e.group ?? null,
+      key: e.key ?? null,
+      keyTag: e.keyTag ?? null,
+      oldState: e.oldState ?? null,
+      newState: e.newState ?? null,
+    }))
+  }
+
+  /** Verify the whole audit trail; `fault` names the first entry edited, removed or reordered. */
+  verifyAudit() {
+    const report = call(() => this.#handle.verifyAudit())
+    return { ...report, fault: report.fault ?? null }
+  }
+
+  /** Replace the HMK: a new pass phrase, or without one a new random key in `<path>.hmk`. */
+  rotateHmk(opts) {
+    const { passphrase, id } = options('options', opts)
+    call(() => this.#handle.rotateHmk(optionalText('passphrase', passphrase), optionalText('id', id)))
+  }
+
+  /** Replace the KPK: a new pass phrase, or without one a new random key in `<path>.kpk`. */
+  rotateKpk(opts) {
+    const { passphrase, id } = options('options', opts)
+    call(() => this.#handle.rotateKpk(optionalText('passphrase', passphrase), optionalText('id', id)))
   }
 }
 

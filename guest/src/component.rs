@@ -5,6 +5,7 @@ use std::cell::RefCell;
 
 use zeroize::Zeroizing;
 
+use crate::audit;
 use crate::format;
 use crate::keystore::{self, Keystore, transfer};
 use crate::rules;
@@ -41,6 +42,16 @@ impl Env for HostEnv {
 
 thread_local! {
     static KEYSTORE: RefCell<Option<Keystore>> = const { RefCell::new(None) };
+    /// The actor `set-actor` named, applied to every keystore this instance opens.
+    static ACTOR: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Give a freshly created or opened keystore the instance's actor.
+fn with_actor(mut ks: Keystore) -> Keystore {
+    if let Some(actor) = ACTOR.with_borrow(|a| a.clone()) {
+        ks.set_actor(&actor).expect("validated by set-actor");
+    }
+    ks
 }
 
 fn with<R>(f: impl FnOnce(&mut Keystore) -> t::Result<R>) -> Result<R, w::Error> {
@@ -142,6 +153,46 @@ fn key_out(k: keystore::KeyInfo) -> w::KeyInfo {
     }
 }
 
+fn cursor_in(c: w::AuditCursor) -> Result<audit::Cursor, w::Error> {
+    let prev: [u8; 32] = c.prev_hash.as_slice().try_into().map_err(|_| {
+        w::Error::InvalidArgument(format!("an audit cursor's prev-hash must be 32 bytes, got {}", c.prev_hash.len()))
+    })?;
+    if c.next_seq == 0 {
+        return Err(w::Error::InvalidArgument("an audit cursor's next-seq starts at 1".into()));
+    }
+    Ok(audit::Cursor { next_seq: c.next_seq, prev })
+}
+
+fn entry_out(v: audit::Verified) -> w::AuditEntry {
+    let e = v.entry;
+    w::AuditEntry {
+        seq: e.seq,
+        time: e.time,
+        action: e.action.name().to_string(),
+        actor: e.actor,
+        group: e.group,
+        key: e.key,
+        key_tag: e.key_tag.map(|t| t.to_string()),
+        old_state: e.old_state.map(state_out),
+        new_state: e.new_state.map(state_out),
+        detail: e.detail,
+        hash: audit::hex(&v.hash),
+    }
+}
+
+fn fault_out(f: audit::Fault) -> w::AuditFault {
+    w::AuditFault {
+        problem: match f.problem {
+            audit::Problem::Edited => w::AuditProblem::Edited,
+            audit::Problem::Removed => w::AuditProblem::Removed,
+            audit::Problem::Reordered => w::AuditProblem::Reordered,
+        },
+        seq: f.seq,
+        row_id: f.row_id,
+        message: f.message,
+    }
+}
+
 fn row_in(r: w::Row) -> keystore::Row {
     keystore::Row { id: r.id, version: r.version, body: r.body }
 }
@@ -232,8 +283,10 @@ impl wk::Guest for Component {
         kpk: w::Secret,
         kpk_id: Option<String>,
     ) -> Result<w::ChangeSet, w::Error> {
+        let actor = ACTOR.with_borrow(|a| a.clone());
         let (ks, changes) =
-            Keystore::create(Box::new(HostEnv), &secret_in(hmk), hmk_id, &secret_in(kpk), kpk_id).map_err(error)?;
+            Keystore::create_as(Box::new(HostEnv), &secret_in(hmk), hmk_id, &secret_in(kpk), kpk_id, actor.as_deref())
+                .map_err(error)?;
         KEYSTORE.set(Some(ks));
         Ok(changes_out(changes))
     }
@@ -252,7 +305,7 @@ impl wk::Guest for Component {
 
     fn open(header: w::Row, hmk: w::Secret, kpk: w::Secret) -> Result<(), w::Error> {
         let ks = Keystore::open(Box::new(HostEnv), &row_in(header), &secret_in(hmk), &secret_in(kpk)).map_err(error)?;
-        KEYSTORE.set(Some(ks));
+        KEYSTORE.set(Some(with_actor(ks)));
         Ok(())
     }
 
@@ -364,6 +417,7 @@ impl wk::Guest for Component {
             quiesced: s.quiesced,
             hmk_id: s.hmk_id,
             kpk_id: s.kpk_id,
+            audit_entries: s.audit_entries,
         }
     }
 
@@ -381,6 +435,51 @@ impl wk::Guest for Component {
         let passphrase = Zeroizing::new(passphrase);
         with(|ks| ks.import(&container, &passphrase, preserve_names, preview))
             .map(|(r, c)| (report_out(r), changes_out(c)))
+    }
+
+    fn set_actor(actor: String) -> Result<(), w::Error> {
+        keystore::validate_actor(&actor).map_err(error)?;
+        KEYSTORE.with_borrow_mut(|ks| ks.as_mut().map(|ks| ks.set_actor(&actor)).transpose()).map_err(error)?;
+        ACTOR.set(Some(actor));
+        Ok(())
+    }
+
+    fn audit_head() -> Result<w::AuditChainHead, w::Error> {
+        with(|ks| Ok(ks.audit_head())).map(|h| w::AuditChainHead { seq: h.seq, hash: audit::hex(&h.hash) })
+    }
+
+    fn read_audit(rows: Vec<w::Row>, cursor: w::AuditCursor) -> Result<w::AuditBatch, w::Error> {
+        let cursor = cursor_in(cursor)?;
+        let rows: Vec<_> = rows.into_iter().map(row_in).collect();
+        let (entries, cursor, fault) = with(|ks| Ok(ks.read_audit(&rows, cursor)))?;
+        Ok(w::AuditBatch {
+            entries: entries.into_iter().map(entry_out).collect(),
+            cursor: w::AuditCursor { next_seq: cursor.next_seq, prev_hash: cursor.prev.to_vec() },
+            fault: fault.map(fault_out),
+        })
+    }
+
+    fn audit_end(cursor: w::AuditCursor) -> Result<Option<w::AuditFault>, w::Error> {
+        let cursor = cursor_in(cursor)?;
+        with(|ks| Ok(ks.audit_end(&cursor))).map(|f| f.map(fault_out))
+    }
+
+    fn rotate_kpk(kpk: w::Secret, kpk_id: Option<String>) -> Result<w::ChangeSet, w::Error> {
+        with(|ks| ks.rotate_kpk(&secret_in(kpk), kpk_id)).map(changes_out)
+    }
+
+    fn begin_rotate_hmk(hmk: w::Secret, hmk_id: Option<String>) -> Result<(), w::Error> {
+        with(|ks| ks.begin_rotate_hmk(&secret_in(hmk), hmk_id))
+    }
+
+    fn reseal_audit(rows: Vec<w::Row>) -> Result<Vec<w::Row>, w::Error> {
+        let rows: Vec<_> = rows.into_iter().map(row_in).collect();
+        with(|ks| ks.reseal_audit(&rows))
+            .map(|rows| rows.into_iter().map(|r| w::Row { id: r.id, version: r.version, body: r.body }).collect())
+    }
+
+    fn finish_rotate_hmk() -> Result<w::ChangeSet, w::Error> {
+        with(|ks| ks.finish_rotate_hmk()).map(changes_out)
     }
 
     fn encrypt(group: String, plaintext: Vec<u8>, aad: Vec<u8>) -> Result<Vec<u8>, w::Error> {

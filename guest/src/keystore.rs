@@ -6,6 +6,11 @@ use std::collections::BTreeMap;
 
 use zeroize::Zeroizing;
 
+mod admin;
+
+pub use admin::validate_actor;
+
+use crate::audit::{self, Action, Event};
 use crate::crypto::{self, Key32};
 use crate::format;
 use crate::rules;
@@ -70,6 +75,8 @@ pub struct Stats {
     pub quiesced: bool,
     pub hmk_id: String,
     pub kpk_id: String,
+    /// Sequence number of the last audit entry (the number of entries).
+    pub audit_entries: u64,
 }
 
 /// A row that failed to load.
@@ -96,10 +103,18 @@ pub struct Keystore {
     active: BTreeMap<Tag, Tag>,
     /// Rows that failed to load, by id, with why.
     corrupt: BTreeMap<String, String>,
+    /// The audit chain head and its row version (0: no head row yet).
+    audit_head: audit::Head,
+    audit_head_version: u64,
+    /// Who the audit entries of this instance's mutations name.
+    actor: String,
+    /// A new HMK between `begin_rotate_hmk` and `finish_rotate_hmk`.
+    pending_hmk: Option<admin::PendingHmk>,
 }
 
 impl Keystore {
-    /// Make a new keystore; returns it and the change set holding its header.
+    /// Make a new keystore; returns it and the change set holding its header
+    /// and its first audit entry.
     pub fn create(
         env: Box<dyn Env>,
         hmk: &Secret,
@@ -107,13 +122,39 @@ impl Keystore {
         kpk: &Secret,
         kpk_id: Option<String>,
     ) -> Result<(Keystore, ChangeSet)> {
+        Keystore::create_as(env, hmk, hmk_id, kpk, kpk_id, None)
+    }
+
+    /// `create`, with the actor its audit entry names.
+    pub fn create_as(
+        env: Box<dyn Env>,
+        hmk: &Secret,
+        hmk_id: Option<String>,
+        kpk: &Secret,
+        kpk_id: Option<String>,
+        actor: Option<&str>,
+    ) -> Result<(Keystore, ChangeSet)> {
+        if let Some(actor) = actor {
+            validate_actor(actor)?;
+        }
         let hmk_id = protector_id(&*env, hmk_id, "hmk")?;
         let kpk_id = protector_id(&*env, kpk_id, "kpk")?;
         let (hmk_p, hmk_key) = Protector::new(hmk_id, hmk, random(&*env), "HMK")?;
         let (kpk_p, kpk_key) = Protector::new(kpk_id, kpk, random(&*env), "KPK")?;
         let header = Header { format_version: store::FORMAT_VERSION, hmk: hmk_p, kpk: kpk_p, quiesced: false };
         let mut ks = Keystore::empty(env, header, 0, Sealer::new(&hmk_key, &kpk_key));
-        let changes = ks.write_header(ks.header.clone());
+        if let Some(actor) = actor {
+            ks.actor = actor.to_string();
+        }
+        let mut changes = ks.write_header(ks.header.clone());
+        let detail = format!(
+            "HMK {:?} ({}), KPK {:?} ({})",
+            ks.header.hmk.id,
+            admin::kind_name(ks.header.hmk.kind),
+            ks.header.kpk.id,
+            admin::kind_name(ks.header.kpk.kind)
+        );
+        ks.append_audit(vec![Event::new(Action::CreateKeystore).detail(detail)], &mut changes);
         Ok((ks, changes))
     }
 
@@ -142,6 +183,10 @@ impl Keystore {
             key_names: BTreeMap::new(),
             active: BTreeMap::new(),
             corrupt: BTreeMap::new(),
+            audit_head: audit::Head::default(),
+            audit_head_version: 0,
+            actor: admin::DEFAULT_ACTOR.to_string(),
+            pending_hmk: None,
         }
     }
 
@@ -152,7 +197,12 @@ impl Keystore {
             self.forget(id);
         }
         let mut faults: Vec<RowFault> = Vec::new();
-        for row in rows {
+        // The header first: if the HMK or KPK changed, nothing else is read with the old keys.
+        let (header, rest): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.id == HEADER_ID);
+        for row in header.into_iter().chain(rest) {
+            if matches!(RowId::parse(&row.id), Some(RowId::AuditEntry(_))) {
+                continue; // audit entries are read with `read_audit`, never kept in the model
+            }
             self.forget(&row.id);
             let loaded = self.load_row(row);
             // A row given twice in one batch: only its last copy counts.
@@ -251,9 +301,18 @@ impl Keystore {
         let wrong = || Error::Integrity(format!("row {} does not hold what its id names", row.id));
         match RowId::parse(&row.id) {
             Some(RowId::Header) => {
+                self.check_protectors_unchanged(&row.body)?;
                 self.header = self.sealer.verify_header(&row.body, row.version)?;
                 self.header_version = row.version;
             }
+            Some(RowId::AuditHead) => match self.sealer.open_row(&row.id, row.version, &row.body)? {
+                Record::AuditHead(head) => {
+                    self.audit_head = head;
+                    self.audit_head_version = row.version;
+                }
+                _ => return Err(wrong()),
+            },
+            Some(RowId::AuditEntry(_)) => {}
             Some(RowId::Group(tag)) => match self.sealer.open_row(&row.id, row.version, &row.body)? {
                 Record::Group(g) if g.tag == tag => self.insert_group(g, row.version),
                 _ => return Err(wrong()),
@@ -297,7 +356,9 @@ impl Keystore {
             modified: now,
         };
         let mut changes = ChangeSet::default();
+        let event = Event::new(Action::CreateGroup).group(name).detail(format!("cipher {}", cipher.name()));
         self.put_group(rec, 1, &mut changes);
+        self.append_audit(vec![event], &mut changes);
         Ok((self.group_info(&tag), changes))
     }
 
@@ -332,9 +393,17 @@ impl Keystore {
             rec.description = d.to_string();
         }
         let mut changes = ChangeSet::default();
-        if rec != self.groups[&tag].0 {
+        let old = &self.groups[&tag].0;
+        if rec != *old {
+            let event = Event::new(Action::ModifyGroup).group(&rec.name).detail(admin::changes_detail(
+                &old.name,
+                &rec.name,
+                &old.description,
+                &rec.description,
+            ));
             rec.modified = self.env.now();
             self.put_group(rec, version + 1, &mut changes);
+            self.append_audit(vec![event], &mut changes);
         }
         Ok((self.group_info(&tag), changes))
     }
@@ -351,7 +420,9 @@ impl Keystore {
         let id = store::group_row_id(&tag);
         let version = self.groups[&tag].1;
         self.forget(&id);
-        Ok(ChangeSet { upserts: vec![], deletes: vec![(id, version)] })
+        let mut changes = ChangeSet { upserts: vec![], deletes: vec![(id, version)] };
+        self.append_audit(vec![Event::new(Action::DeleteGroup).group(name)], &mut changes);
+        Ok(changes)
     }
 
     // ---- keys ---------------------------------------------------------------------
@@ -384,7 +455,12 @@ impl Keystore {
         if let Some(existing) = self.keys.get(&tag) {
             return Err(Error::AlreadyExists(format!("key tag {tag} already exists (key {:?})", existing.0.name)));
         }
-        self.add_key(group_tag, name, state, description, tag, &material, passphrase.is_some())
+        let event = Event::new(Action::CreateKey)
+            .group(group)
+            .key(name, tag)
+            .states(None, Some(state))
+            .detail(if passphrase.is_some() { "from a pass phrase" } else { "random" });
+        self.add_key(group_tag, name, state, description, tag, &material, passphrase.is_some(), event)
     }
 
     pub fn keys(&self, group: Option<&str>, state: Option<KeyState>) -> Result<Vec<KeyInfo>> {
@@ -430,12 +506,15 @@ impl Keystore {
             self.check_can_activate(rec.group, group)?;
         }
         let now = self.env.now();
+        let mut events =
+            vec![Event::new(Action::SetState).group(group).key(name, tag).states(Some(rec.state), Some(state))];
         if state == KeyState::Active {
-            self.bump_active(rec.group, now, &mut changes);
+            events.extend(self.bump_active(rec.group, now, &mut changes, name));
         }
         rec.state = state;
         rec.modified = now;
         self.put_key(rec, version + 1, &mut changes);
+        self.append_audit(events, &mut changes);
         Ok((self.key_info(&self.keys[&tag].0), changes))
     }
 
@@ -459,9 +538,17 @@ impl Keystore {
             rec.description = d.to_string();
         }
         let mut changes = ChangeSet::default();
-        if rec != self.keys[&tag].0 {
+        let old = &self.keys[&tag].0;
+        if rec != *old {
+            let event = Event::new(Action::ModifyKey).group(group).key(&rec.name, tag).detail(admin::changes_detail(
+                &old.name,
+                &rec.name,
+                &old.description,
+                &rec.description,
+            ));
             rec.modified = self.env.now();
             self.put_key(rec, version + 1, &mut changes);
+            self.append_audit(vec![event], &mut changes);
         }
         Ok((self.key_info(&self.keys[&tag].0), changes))
     }
@@ -478,9 +565,12 @@ impl Keystore {
             )));
         }
         let id = store::key_row_id(&rec.group, &tag);
+        let event = Event::new(Action::DeleteKey).group(group).key(name, tag).states(Some(rec.state), None);
         let version = *version;
         self.forget(&id);
-        Ok(ChangeSet { upserts: vec![], deletes: vec![(id, version)] })
+        let mut changes = ChangeSet { upserts: vec![], deletes: vec![(id, version)] };
+        self.append_audit(vec![event], &mut changes);
+        Ok(changes)
     }
 
     pub fn recover_key(
@@ -514,7 +604,8 @@ impl Keystore {
                 "the pass phrase does not match key tag {tag} (or the key was random and cannot be recovered)"
             )));
         }
-        self.add_key(group_tag, name, state, "", tag, &material, true)
+        let event = Event::new(Action::RecoverKey).group(group).key(name, tag).states(None, Some(state));
+        self.add_key(group_tag, name, state, "", tag, &material, true, event)
     }
 
     // ---- keystore -------------------------------------------------------------------
@@ -533,7 +624,10 @@ impl Keystore {
         }
         let mut header = self.header.clone();
         header.quiesced = quiesced;
-        Ok(self.write_header(header))
+        let mut changes = self.write_header(header);
+        let action = if quiesced { Action::Quiesce } else { Action::Unquiesce };
+        self.append_audit(vec![Event::new(action)], &mut changes);
+        Ok(changes)
     }
 
     pub fn stats(&self) -> Stats {
@@ -548,6 +642,7 @@ impl Keystore {
             quiesced: self.header.quiesced,
             hmk_id: self.header.hmk.id.clone(),
             kpk_id: self.header.kpk.id.clone(),
+            audit_entries: self.audit_head.seq,
         }
     }
 
@@ -703,13 +798,19 @@ impl Keystore {
     }
 
     /// The one-active rule: the group's active key, if any, becomes inactive.
-    fn bump_active(&mut self, group_tag: Tag, now: u64, changes: &mut ChangeSet) {
-        if let Some(old) = self.active.get(&group_tag).copied() {
-            let (mut rec, version) = self.keys[&old].clone();
-            rec.state = KeyState::Inactive;
-            rec.modified = now;
-            self.put_key(rec, version + 1, changes);
-        }
+    /// Returns the audit event of the bump.
+    fn bump_active(&mut self, group_tag: Tag, now: u64, changes: &mut ChangeSet, activated: &str) -> Option<Event> {
+        let old = self.active.get(&group_tag).copied()?;
+        let (mut rec, version) = self.keys[&old].clone();
+        let event = Event::new(Action::SetState)
+            .group(&self.group_name(&group_tag))
+            .key(&rec.name, rec.tag)
+            .states(Some(rec.state), Some(KeyState::Inactive))
+            .detail(format!("one active key per group: bumped by activating key {activated:?}"));
+        rec.state = KeyState::Inactive;
+        rec.modified = now;
+        self.put_key(rec, version + 1, changes);
+        Some(event)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -722,12 +823,14 @@ impl Keystore {
         tag: Tag,
         material: &[u8; 32],
         recoverable: bool,
+        event: Event,
     ) -> Result<(KeyInfo, ChangeSet)> {
         let mut changes = ChangeSet::default();
         let now = self.env.now();
+        let mut events = vec![event];
         if state == KeyState::Active {
             self.check_can_activate(group_tag, &self.group_name(&group_tag))?;
-            self.bump_active(group_tag, now, &mut changes);
+            events.extend(self.bump_active(group_tag, now, &mut changes, name));
         }
         let rec = KeyRecord {
             tag,
@@ -741,6 +844,7 @@ impl Keystore {
             wrapped: self.sealer.wrap(&tag, material, random(&*self.env)),
         };
         self.put_key(rec, 1, &mut changes);
+        self.append_audit(events, &mut changes);
         Ok((self.key_info(&self.keys[&tag].0), changes))
     }
 
@@ -809,7 +913,7 @@ impl Keystore {
         match RowId::parse(id) {
             Some(RowId::Group(tag)) => self.remove_group(&tag),
             Some(RowId::Key { key, .. }) => self.remove_key(&key),
-            Some(RowId::Header) | None => {}
+            Some(RowId::Header) | Some(RowId::AuditHead) | Some(RowId::AuditEntry(_)) | None => {}
         }
     }
 
@@ -857,7 +961,7 @@ fn protector_id(env: &dyn Env, id: Option<String>, prefix: &str) -> Result<Strin
 }
 
 /// Names: 1 to 255 bytes of UTF-8, no control characters, no surrounding spaces.
-fn validate_name(what: &str, name: &str) -> Result<()> {
+pub(crate) fn validate_name(what: &str, name: &str) -> Result<()> {
     let problem = if name.is_empty() {
         Some("is empty")
     } else if name.len() > MAX_NAME_BYTES {

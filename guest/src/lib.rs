@@ -8,6 +8,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod audit;
 pub mod crypto;
 pub mod format;
 pub mod keystore;

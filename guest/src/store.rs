@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::audit;
 use crate::crypto::{self, Key32};
 use crate::types::{Cipher, Error, KeyState, Result, Tag};
 
@@ -105,6 +106,38 @@ impl Sealer {
         }
     }
 
+    /// This sealer with another HMK (rotation): same KPK.
+    pub fn with_hmk(&self, hmk: &[u8; 32]) -> Sealer {
+        Sealer {
+            row_key: crypto::subkey(hmk, b"keystate/row-seal/v1"),
+            header_mac_key: crypto::subkey(hmk, b"keystate/header-mac/v1"),
+            wrap_key: self.wrap_key.clone(),
+        }
+    }
+
+    /// This sealer with another KPK (rotation): same HMK.
+    pub fn with_kpk(&self, kpk: &[u8; 32]) -> Sealer {
+        Sealer {
+            row_key: self.row_key.clone(),
+            header_mac_key: self.header_mac_key.clone(),
+            wrap_key: crypto::subkey(kpk, b"keystate/kpk-wrap/v1"),
+        }
+    }
+
+    /// Seal an audit entry (see `audit::seal_entry`).
+    pub fn seal_entry(&self, entry: &audit::Entry, nonce: [u8; 12]) -> Vec<u8> {
+        audit::seal_entry(&self.row_key, entry, nonce)
+    }
+
+    pub fn open_entry(&self, body: &[u8]) -> Option<audit::Entry> {
+        audit::open_entry(&self.row_key, body)
+    }
+
+    /// The key audit entries are sealed with.
+    pub fn row_key(&self) -> &Key32 {
+        &self.row_key
+    }
+
     /// Header body: magic || postcard(header) || HMAC(version || magic || fields).
     pub fn encode_header(&self, header: &Header, version: u64) -> Vec<u8> {
         let mut body = HEADER_MAGIC.to_vec();
@@ -189,6 +222,8 @@ fn row_aad(id: &str, version: u64) -> Vec<u8> {
 pub enum Record {
     Group(GroupRecord),
     Key(KeyRecord),
+    /// The audit chain head (row `audit-head`).
+    AuditHead(audit::Head),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,13 +265,25 @@ pub fn key_row_id(group: &Tag, key: &Tag) -> String {
 pub enum RowId {
     Header,
     Group(Tag),
-    Key { group: Tag, key: Tag },
+    Key {
+        group: Tag,
+        key: Tag,
+    },
+    AuditHead,
+    /// An audit entry row: not part of the model, never loaded.
+    AuditEntry(u64),
 }
 
 impl RowId {
     pub fn parse(id: &str) -> Option<RowId> {
         if id == HEADER_ID {
             return Some(RowId::Header);
+        }
+        if id == audit::HEAD_ID {
+            return Some(RowId::AuditHead);
+        }
+        if let Some(seq) = audit::parse_entry_id(id) {
+            return Some(RowId::AuditEntry(seq));
         }
         if let Some(rest) = id.strip_prefix("g:") {
             return Tag::parse(rest).ok().map(RowId::Group);

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{ChangeSet, Keystore, random, validate_description, validate_name};
+use crate::audit::{Action, Event};
 use crate::crypto;
 use crate::store::{GroupRecord, KeyRecord, RowId};
 use crate::types::{Cipher, Error, KeyState, Result, Tag};
@@ -474,6 +475,7 @@ impl Keystore {
     /// every group and key the report says to create.
     fn import_changes(&mut self, payload: &Payload, report: &ImportReport) -> ChangeSet {
         let mut changes = ChangeSet::default();
+        let mut events = Vec::new();
         let mut outcomes = report.keys.iter();
         for (g, outcome) in payload.groups.iter().zip(&report.groups) {
             let keys: Vec<(&ExportedKey, &KeyOutcome)> = g.keys.iter().zip(outcomes.by_ref()).collect();
@@ -495,7 +497,16 @@ impl Keystore {
                 modified: g.modified,
             };
             self.put_group(rec, 1, &mut changes);
+            let imported = keys.iter().filter(|(_, o)| o.skipped.is_none()).count();
+            events.push(Event::new(Action::ImportGroup).group(&outcome.name).detail(format!(
+                "from group {:?} of an export container, {imported} of its {} keys",
+                g.name,
+                keys.len()
+            )));
             for (k, _) in keys.into_iter().filter(|(_, o)| o.skipped.is_none()) {
+                events.push(
+                    Event::new(Action::ImportKey).group(&outcome.name).key(&k.name, k.tag).states(None, Some(k.state)),
+                );
                 let rec = KeyRecord {
                     tag: k.tag,
                     group: tag,
@@ -510,6 +521,8 @@ impl Keystore {
                 self.put_key(rec, 1, &mut changes);
             }
         }
+        // In the same change set: an entry exists exactly when its import does.
+        self.append_audit(events, &mut changes);
         changes
     }
 }

@@ -9,6 +9,8 @@
 //! - if persisting fails or the component traps, the instance is rebuilt from
 //!   storage before the next operation: the mutation did not happen.
 
+mod admin;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
@@ -40,6 +42,9 @@ pub struct CreateOptions<'a> {
     /// Labels for the HMK and KPK (random labels when `None`).
     pub hmk_id: Option<&'a str>,
     pub kpk_id: Option<&'a str>,
+    /// Who the audit trail names for this handle's changes
+    /// (`None`: [`default_actor`](crate::default_actor)).
+    pub actor: Option<&'a str>,
     pub limits: Limits,
 }
 
@@ -49,6 +54,9 @@ pub struct OpenOptions<'a> {
     /// Needed when the keystore's HMK comes from a pass phrase; else the key file is read.
     pub hmk_passphrase: Option<&'a str>,
     pub kpk_passphrase: Option<&'a str>,
+    /// Who the audit trail names for this handle's changes
+    /// (`None`: [`default_actor`](crate::default_actor)).
+    pub actor: Option<&'a str>,
     pub limits: Limits,
 }
 
@@ -148,6 +156,9 @@ pub struct Keystore {
 struct Reader {
     guest: Guest,
     seq: u64,
+    /// `Inner::generation` when it was opened: a reader opened with keys
+    /// since rotated away is dropped, not brought up to date.
+    generation: u64,
 }
 
 struct Inner {
@@ -160,6 +171,13 @@ struct Inner {
     seq: u64,
     format_version: u32,
     faults: BTreeMap<String, String>,
+    /// Base name of random key files (`<base>.hmk`): the keystore file, or a
+    /// URL's `key_files=`; `None` for a URL that names no place for them.
+    key_files: Option<PathBuf>,
+    /// Named in the audit entries of this handle's mutations.
+    actor: String,
+    /// Bumped whenever this handle's HMK or KPK changes (rotation).
+    generation: u64,
 }
 
 impl Keystore {
@@ -182,7 +200,9 @@ impl Keystore {
         let result = (|| {
             let hmk = new_secret(&location, "hmk", "HMK", options.hmk_passphrase, &mut written)?;
             let kpk = new_secret(&location, "kpk", "KPK", options.kpk_passphrase, &mut written)?;
+            let actor = options.actor.map(str::to_string).unwrap_or_else(crate::default_actor);
             let mut guest = Guest::new(options.limits)?;
+            guest.set_actor(&actor)?;
             let changes = guest.create(&hmk.to_wit().0, options.hmk_id, &kpk.to_wit().0, options.kpk_id)?;
             let mut backend = location.create()?;
             created = true;
@@ -190,7 +210,19 @@ impl Keystore {
             let format_version = guest.inspect_header(&changes_header(&changes)?)?.format_version;
             let seq = backend.apply(&change_set(changes))?;
             backend.commit()?;
-            Ok(Inner { guest, backend, hmk, kpk, limits: options.limits, seq, format_version, faults: BTreeMap::new() })
+            Ok(Inner {
+                guest,
+                backend,
+                hmk,
+                kpk,
+                limits: options.limits,
+                seq,
+                format_version,
+                faults: BTreeMap::new(),
+                key_files: location.key_file_base().map(Path::to_path_buf),
+                actor,
+                generation: 0,
+            })
         })();
         match result {
             Ok(inner) => Ok(Keystore::from_inner(inner)),
@@ -222,12 +254,26 @@ impl Keystore {
         let snapshot = backend.load_all()?;
         let header = header_row(&snapshot.rows, &backend.location())?;
         let info = guest.inspect_header(&header.body)?;
-        let hmk = existing_secret(&location, "hmk", "HMK", info.hmk_kind, options.hmk_passphrase)?;
-        let kpk = existing_secret(&location, "kpk", "KPK", info.kpk_kind, options.kpk_passphrase)?;
+        let actor = options.actor.map(str::to_string).unwrap_or_else(crate::default_actor);
+        guest.set_actor(&actor)?;
         let format_version = info.format_version;
-        let mut inner =
-            Inner { guest, backend, hmk, kpk, limits: options.limits, seq: 0, format_version, faults: BTreeMap::new() };
-        inner.start(snapshot)?;
+        // Not `?` yet: a key file that does not open may be finished by a staged rotation.
+        let hmk = existing_secret(&location, "hmk", "HMK", info.hmk_kind, options.hmk_passphrase);
+        let kpk = existing_secret(&location, "kpk", "KPK", info.kpk_kind, options.kpk_passphrase);
+        let mut inner = Inner {
+            guest,
+            backend,
+            hmk: Secret::Raw(Zeroizing::new(Vec::new())),
+            kpk: Secret::Raw(Zeroizing::new(Vec::new())),
+            limits: options.limits,
+            seq: 0,
+            format_version,
+            faults: BTreeMap::new(),
+            key_files: location.key_file_base().map(Path::to_path_buf),
+            actor,
+            generation: 0,
+        };
+        admin::start_finishing_rotation(&mut inner, &info, hmk, kpk, snapshot)?;
         Ok(Keystore::from_inner(inner))
     }
 
@@ -402,6 +448,7 @@ impl Keystore {
             quiesced: s.quiesced,
             hmk_id: s.hmk_id,
             kpk_id: s.kpk_id,
+            audit_entries: s.audit_entries,
             format_version: inner.format_version,
             path: inner.backend.location(),
         })
@@ -627,6 +674,7 @@ impl Inner {
     /// A reader current with storage: `idle` brought up to date, or a new one.
     /// Call only right after `catch_up`, under the handle's lock.
     fn bring_up_to_date(&mut self, idle: Option<Reader>) -> Result<Reader> {
+        let idle = idle.filter(|r| r.generation == self.generation);
         let mut reader = match idle {
             Some(reader) if reader.seq == self.seq => return Ok(reader),
             Some(reader) => reader,
@@ -636,7 +684,7 @@ impl Inner {
                 let snapshot = self.backend.rows_since(0)?;
                 let mut guest = Guest::new(self.limits)?;
                 open_guest(&mut guest, &self.hmk, &self.kpk, &snapshot, &self.backend.location())?;
-                Reader { guest, seq: snapshot.seq }
+                Reader { guest, seq: snapshot.seq, generation: self.generation }
             }
         };
         if reader.seq != self.seq {
@@ -654,8 +702,15 @@ impl Inner {
             return Ok(());
         }
         self.guest = Guest::new(self.limits)?;
-        let snapshot = self.backend.load_all()?;
-        self.start(snapshot)
+        let result = (|| {
+            self.guest.set_actor(&self.actor)?;
+            let snapshot = self.backend.load_all()?;
+            self.start(snapshot)
+        })();
+        // Until a rebuild succeeds (e.g. the keys were rotated by another
+        // process), every operation tries again and fails the same clean way.
+        self.guest.broken |= result.is_err();
+        result
     }
 
     /// Load what other processes changed since this one last looked.
@@ -667,7 +722,11 @@ impl Inner {
         for id in rows.iter().map(|r| &r.id).chain(&changes.deleted) {
             self.faults.remove(id);
         }
-        let faults = self.guest.load(&rows, &changes.deleted)?;
+        let faults = self.guest.load(&rows, &changes.deleted).inspect_err(|_| {
+            // The model may be half updated (e.g. the keys were rotated
+            // elsewhere): rebuild it from storage before anything else.
+            self.guest.broken = true;
+        })?;
         self.faults.extend(faults.into_iter().map(|f| (f.id, f.message)));
         self.seq = changes.seq;
         Ok(())

@@ -19,6 +19,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod admin;
 mod atomic_file;
 mod error;
 mod keyfile;
@@ -30,6 +31,7 @@ mod storage;
 mod transfer;
 mod types;
 
+pub use admin::{AuditEntry, AuditFault, AuditFilter, AuditProblem, AuditReport, NewKey, default_actor};
 pub use atomic_file::write_atomically;
 pub use error::{Error, ErrorKind, Result};
 pub use keystore::{

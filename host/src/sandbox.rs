@@ -576,6 +576,40 @@ impl Guest {
         Ok((report_in(r, preview), c))
     }
 
+    // ---- administration ----------------------------------------------------------------
+
+    pub(crate) fn set_actor(&mut self, actor: &str) -> Result<()> {
+        self.call(|b, s| b.keystate_kms_keystore().call_set_actor(s, actor))
+    }
+
+    pub(crate) fn audit_head(&mut self) -> Result<wit::AuditChainHead> {
+        self.call(|b, s| b.keystate_kms_keystore().call_audit_head(s))
+    }
+
+    pub(crate) fn read_audit(&mut self, rows: &[wit::Row], cursor: &wit::AuditCursor) -> Result<wit::AuditBatch> {
+        self.call(|b, s| b.keystate_kms_keystore().call_read_audit(s, rows, cursor))
+    }
+
+    pub(crate) fn audit_end(&mut self, cursor: &wit::AuditCursor) -> Result<Option<wit::AuditFault>> {
+        self.call(|b, s| b.keystate_kms_keystore().call_audit_end(s, cursor))
+    }
+
+    pub(crate) fn rotate_kpk(&mut self, kpk: &wit::Secret, kpk_id: Option<&str>) -> Result<wit::ChangeSet> {
+        self.call(|b, s| b.keystate_kms_keystore().call_rotate_kpk(s, kpk, kpk_id))
+    }
+
+    pub(crate) fn begin_rotate_hmk(&mut self, hmk: &wit::Secret, hmk_id: Option<&str>) -> Result<()> {
+        self.call(|b, s| b.keystate_kms_keystore().call_begin_rotate_hmk(s, hmk, hmk_id))
+    }
+
+    pub(crate) fn reseal_audit(&mut self, rows: &[wit::Row]) -> Result<Vec<wit::Row>> {
+        self.call(|b, s| b.keystate_kms_keystore().call_reseal_audit(s, rows))
+    }
+
+    pub(crate) fn finish_rotate_hmk(&mut self) -> Result<wit::ChangeSet> {
+        self.call(|b, s| b.keystate_kms_keystore().call_finish_rotate_hmk(s))
+    }
+
     pub(crate) fn encrypt(&mut self, group: &str, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
         self.call(|b, s| b.keystate_kms_keystore().call_encrypt(s, group, plaintext, aad))
     }
@@ -664,7 +698,7 @@ fn state_out(s: KeyState) -> wit::KeyState {
     }
 }
 
-fn state_in(s: wit::KeyState) -> KeyState {
+pub(crate) fn state_in(s: wit::KeyState) -> KeyState {
     match s {
         wit::KeyState::Prelive => KeyState::Prelive,
         wit::KeyState::Active => KeyState::Active,

@@ -162,6 +162,8 @@ pub struct Stats {
     pub quiesced: bool,
     pub hmk_id: String,
     pub kpk_id: String,
+    /// Entries in the audit trail (the sequence number of the last one).
+    pub audit_entries: u64,
     pub format_version: u32,
     pub path: String,
 }

@@ -13,8 +13,15 @@ use tempfile::TempDir;
 const BIN: &str = env!("CARGO_BIN_EXE_keystate");
 
 /// Every variable the binary reads; removed so the caller's environment cannot leak in.
-const KEYSTATE_VARS: [&str; 4] =
-    ["KEYSTATE_KEYSTORE", "KEYSTATE_HMK_PASSPHRASE", "KEYSTATE_KPK_PASSPHRASE", "KEYSTATE_PASSPHRASE"];
+const KEYSTATE_VARS: [&str; 7] = [
+    "KEYSTATE_KEYSTORE",
+    "KEYSTATE_HMK_PASSPHRASE",
+    "KEYSTATE_KPK_PASSPHRASE",
+    "KEYSTATE_PASSPHRASE",
+    "KEYSTATE_ACTOR",
+    "KEYSTATE_NEW_HMK_PASSPHRASE",
+    "KEYSTATE_NEW_KPK_PASSPHRASE",
+];
 
 // ---- harness --------------------------------------------------------------------------
 
@@ -690,4 +697,104 @@ fn help_documents_the_exit_codes() {
         assert!(text.contains(line), "help lacks {line:?}\n{text}");
     }
     assert!(text.contains("KEYSTATE_PASSPHRASE"), "{text}");
+}
+
+// ---- administration: audit trail and rotation ------------------------------------------
+
+fn audit_ids(ks: &Ks) -> Vec<String> {
+    let conn = rusqlite::Connection::open(&ks.path).unwrap();
+    let mut stmt = conn.prepare("SELECT id FROM audit ORDER BY id").unwrap();
+    stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+#[test]
+fn audit_lists_with_filters_and_actor() {
+    let ks = Ks::empty();
+    ks.run(["--actor", "installer", "init"]).ok();
+    ks.run(["--actor", "alice", "group", "create", "g"]).ok();
+    ks.run(["key", "create", "g", "k1", "--state", "active"]).env("KEYSTATE_ACTOR", "bob").ok();
+    ks.run(["key", "create", "g", "k2", "--state", "active"]).env("KEYSTATE_ACTOR", "bob").ok();
+    let all = ks.run(["--json", "audit"]).ok().json();
+    let rows: Vec<(String, String, String)> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap().into(), e["actor"].as_str().unwrap().into(), e["key"].to_string()))
+        .collect();
+    let want = [
+        ("create", "installer", "null"),
+        ("create-group", "alice", "null"),
+        ("create-key", "bob", "\"k1\""),
+        ("create-key", "bob", "\"k2\""),
+        ("set-state", "bob", "\"k1\""),
+    ];
+    assert_eq!(rows, want.map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())));
+    assert_rfc3339(&all[0]["time"]);
+    assert_eq!(all[4]["old_state"], "active");
+    assert_eq!(all[4]["new_state"], "inactive");
+    let k1 = ks.run(["--json", "audit", "--key", "k1"]).ok().json();
+    assert_eq!(k1.as_array().unwrap().len(), 2);
+    let last = ks.run(["--json", "audit", "--limit", "1", "--action", "create-key"]).ok().json();
+    assert_eq!(last[0]["key"], "k2");
+    assert_eq!(ks.run(["--json", "audit", "--since", "1h"]).ok().json().as_array().unwrap().len(), 5);
+    assert_eq!(ks.run(["--json", "audit", "--since", "2999-01-01"]).ok().json(), serde_json::json!([]));
+    ks.run(["audit", "--since", "yesterday-ish"]).fails(11).says(&["--since"]);
+    ks.run(["--actor", "bad\u{1}actor", "group", "create", "x"]).fails(11).says(&["actor"]);
+    let text = ks.run(["audit"]).ok().text();
+    assert!(text.contains("one active key per group") && text.contains("active -> inactive"), "{text}");
+    assert_eq!(ks.run(["--json", "stats"]).ok().json()["audit_entries"], 5);
+}
+
+#[test]
+fn audit_verify_exits_9_naming_an_edited_row() {
+    let ks = Ks::with_active_key();
+    let intact = ks.run(["--json", "audit", "--verify"]).ok().json();
+    assert_eq!(intact["verified"], 3);
+    assert_eq!(intact["head_seq"], 3);
+    assert_eq!(intact["fault"], Value::Null);
+    assert!(ks.run(["audit", "--verify"]).ok().text().contains("intact"));
+    let ids = audit_ids(&ks);
+    let conn = rusqlite::Connection::open(&ks.path).unwrap();
+    conn.execute(
+        "UPDATE audit SET body = CAST(substr(body, 1, length(body) - 1) || x'ff' AS BLOB) WHERE id = ?1",
+        [&ids[2]],
+    )
+    .unwrap();
+    let done = ks.run(["--json", "audit", "--verify"]).fails(9).says(&["entry 3", "edited", &ids[2]]);
+    assert_eq!(done.json()["error"]["code"], "INTEGRITY");
+    ks.run(["audit"]).fails(9).says(&["entry 3"]);
+    // The keystore itself still works.
+    ks.run(["group", "create", "h"]).ok();
+}
+
+#[test]
+fn rotate_hmk_and_kpk_from_the_command_line() {
+    let ks = Ks::with_active_key();
+    let ct = ks.file("ct");
+    ks.run(["encrypt", "-g", "g", "-o"]).arg(&ct).stdin(b"secret".to_vec()).ok();
+    ks.run(["rotate-hmk"]).fails(2);
+    ks.run(["rotate-hmk", "--random", "--passphrase"]).fails(2);
+    let done =
+        ks.run(["--json", "rotate-hmk", "--passphrase", "--id", "hmk-2"]).env("KEYSTATE_NEW_HMK_PASSPHRASE", "h2").ok();
+    assert_eq!(done.json()["id"], "hmk-2");
+    assert!(!ks.file("keys.db.hmk").exists());
+    ks.run(["group", "list"]).env("KEYSTATE_HMK_PASSPHRASE", "wrong").fails(8);
+    // The new pass phrase from stdin, after the current one.
+    ks.run(["rotate-kpk", "--passphrase"]).env("KEYSTATE_HMK_PASSPHRASE", "h2").stdin(b"k2\n".to_vec()).ok();
+    ks.run(["rotate-hmk", "--passphrase-env", "MY_VAR"])
+        .env("KEYSTATE_HMK_PASSPHRASE", "h2")
+        .env("KEYSTATE_KPK_PASSPHRASE", "k2")
+        .env("MY_VAR", "h3")
+        .ok();
+    let both = |cmd: Cmd| cmd.env("KEYSTATE_HMK_PASSPHRASE", "h3").env("KEYSTATE_KPK_PASSPHRASE", "k2");
+    let plain = both(ks.run(["decrypt", "-i"]).arg(&ct)).ok();
+    assert_eq!(plain.stdout, b"secret");
+    both(ks.run(["rotate-hmk", "--random"])).env("KEYSTATE_HMK_PASSPHRASE", "h3").ok();
+    assert!(ks.file("keys.db.hmk").exists());
+    let rotations =
+        ks.run(["--json", "audit", "--action", "rotate-hmk"]).env("KEYSTATE_KPK_PASSPHRASE", "k2").ok().json();
+    assert_eq!(rotations.as_array().unwrap().len(), 3);
+    ks.run(["audit", "--verify"]).env("KEYSTATE_KPK_PASSPHRASE", "k2").ok();
+    ks.run(["quiesce"]).env("KEYSTATE_KPK_PASSPHRASE", "k2").ok();
+    ks.run(["rotate-kpk", "--random"]).env("KEYSTATE_KPK_PASSPHRASE", "k2").fails(10);
 }

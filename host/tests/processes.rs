@@ -59,6 +59,16 @@ fn one_active_at_the_end(path: &Path) {
     let active = ks.keys(Some("g"), Some(KeyState::Active)).unwrap().len();
     let inactive = ks.keys(Some("g"), Some(KeyState::Inactive)).unwrap().len();
     assert!(active <= 1 && active + inactive == 2, "{active} active, {inactive} inactive");
+    // The audit chain written by both writers is whole, and it accounts for
+    // every activation: entries into active minus entries out of it is the
+    // number of active keys now.
+    let report = ks.verify_audit().unwrap();
+    assert!(report.is_intact(), "{:?}", report.fault);
+    let entries = ks.audit(&keystate::AuditFilter::default()).unwrap();
+    assert_eq!(entries.len() as u64, report.head_seq);
+    let into = entries.iter().filter(|e| e.new_state == Some(KeyState::Active)).count();
+    let out_of = entries.iter().filter(|e| e.old_state == Some(KeyState::Active)).count();
+    assert_eq!(into - out_of, active, "{into} activations, {out_of} deactivations");
 }
 
 /// Run in a child process by the test below; on its own, the same race

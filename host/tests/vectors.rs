@@ -131,6 +131,11 @@ fn rows_vectors() {
     replay("rows.json");
 }
 
+#[test]
+fn admin_vectors() {
+    replay("admin.json");
+}
+
 /// `functions.json` is the component's own export table (foreign runners
 /// convert values with it).
 #[test]

@@ -14,6 +14,9 @@ import {
   KeyState,
   Keystore,
   KeystateError,
+  type AuditEntry,
+  type AuditOptions,
+  type AuditReport,
   type Bytes,
   type CreateGroupOptions,
   type CreateKeyOptions,
@@ -25,6 +28,7 @@ import {
   type ModifyOptions,
   type Operation,
   type RecoverKeyOptions,
+  type RotateOptions,
   type RowFault,
   type Stats,
 } from 'keystate'
@@ -106,6 +110,19 @@ async function main(): Promise<void> {
   const perState: number = stats.states.active + stats.states[KeyState.Prelive]
   const faults: RowFault[] = again.faults()
 
+  // Administration.
+  again.setActor('surface-example')
+  const actor: string = again.actor
+  const auditFilter: AuditOptions = { group: 'backups', since: new Date(0), limit: 10 }
+  const entries: AuditEntry[] = again.audit(auditFilter)
+  const when: Date = entries[0].time
+  const report: AuditReport = again.verifyAudit()
+  const intact: boolean = report.fault === null
+  const rotate: RotateOptions = { passphrase: 'new kpk words', id: 'kpk-2' }
+  again.rotateKpk(rotate)
+  again.rotateHmk({ passphrase: 'new hmk words' })
+  const audited: number = again.stats().auditEntries
+
   // Errors.
   try {
     again.setState('backups', 'k1', 'prelive')
@@ -123,6 +140,7 @@ async function main(): Promise<void> {
   fs.rmSync(dir, { recursive: true, force: true })
   const used: unknown[] = [ok, ops, state, closed, groups, renamed, activeKey, created, keys, all, byName, byTag, moved, described]
   used.push(recoverable, modified, plain, plainAsync, n1, n2, n3, n4, perState, faults, asError)
+  used.push(actor, when, intact, audited)
   console.log(`whole surface: ok (${used.length} results, ${keys.length} active key, ${faults.length} faults)`)
 }
 

@@ -9,7 +9,7 @@ use napi_derive::napi;
 
 use crate::error::{Result, closed, from_keystate};
 use crate::task::{Job, job};
-use crate::values::{GroupInfo, KeyInfo, RowFault, Stats, cipher, state};
+use crate::values::{AuditEntry, AuditReport, GroupInfo, KeyInfo, RowFault, Stats, cipher, state, time_from_millis};
 
 #[napi]
 pub struct KeystoreHandle {
@@ -43,12 +43,34 @@ impl KeystoreHandle {
     }
 }
 
-fn create(path: String, hmk: Option<String>, kpk: Option<String>) -> keystate::Result<keystate::Keystore> {
-    keystate::Keystore::create(path, hmk.as_deref(), kpk.as_deref())
+fn create(
+    path: String,
+    hmk: Option<String>,
+    kpk: Option<String>,
+    actor: Option<String>,
+) -> keystate::Result<keystate::Keystore> {
+    let options = keystate::CreateOptions {
+        hmk_passphrase: hmk.as_deref(),
+        kpk_passphrase: kpk.as_deref(),
+        actor: actor.as_deref(),
+        ..Default::default()
+    };
+    keystate::Keystore::create_with(path, options)
 }
 
-fn open(path: String, hmk: Option<String>, kpk: Option<String>) -> keystate::Result<keystate::Keystore> {
-    keystate::Keystore::open(path, hmk.as_deref(), kpk.as_deref())
+fn open(
+    path: String,
+    hmk: Option<String>,
+    kpk: Option<String>,
+    actor: Option<String>,
+) -> keystate::Result<keystate::Keystore> {
+    let options = keystate::OpenOptions {
+        hmk_passphrase: hmk.as_deref(),
+        kpk_passphrase: kpk.as_deref(),
+        actor: actor.as_deref(),
+        ..Default::default()
+    };
+    keystate::Keystore::open_with(path, options)
 }
 
 /// A byte count (the plaintext size, for both file methods) as a JS number.
@@ -65,8 +87,9 @@ impl KeystoreHandle {
         path: String,
         hmk_passphrase: Option<String>,
         kpk_passphrase: Option<String>,
+        actor: Option<String>,
     ) -> Result<KeystoreHandle> {
-        create(path, hmk_passphrase, kpk_passphrase).map(KeystoreHandle::wrap).map_err(from_keystate)
+        create(path, hmk_passphrase, kpk_passphrase, actor).map(KeystoreHandle::wrap).map_err(from_keystate)
     }
 
     #[napi(factory)]
@@ -74,8 +97,9 @@ impl KeystoreHandle {
         path: String,
         hmk_passphrase: Option<String>,
         kpk_passphrase: Option<String>,
+        actor: Option<String>,
     ) -> Result<KeystoreHandle> {
-        open(path, hmk_passphrase, kpk_passphrase).map(KeystoreHandle::wrap).map_err(from_keystate)
+        open(path, hmk_passphrase, kpk_passphrase, actor).map(KeystoreHandle::wrap).map_err(from_keystate)
     }
 
     #[napi]
@@ -83,8 +107,9 @@ impl KeystoreHandle {
         path: String,
         hmk_passphrase: Option<String>,
         kpk_passphrase: Option<String>,
+        actor: Option<String>,
     ) -> AsyncTask<Job<keystate::Keystore, KeystoreHandle>> {
-        job(move || create(path, hmk_passphrase, kpk_passphrase), KeystoreHandle::wrap)
+        job(move || create(path, hmk_passphrase, kpk_passphrase, actor), KeystoreHandle::wrap)
     }
 
     #[napi]
@@ -92,8 +117,9 @@ impl KeystoreHandle {
         path: String,
         hmk_passphrase: Option<String>,
         kpk_passphrase: Option<String>,
+        actor: Option<String>,
     ) -> AsyncTask<Job<keystate::Keystore, KeystoreHandle>> {
-        job(move || open(path, hmk_passphrase, kpk_passphrase), KeystoreHandle::wrap)
+        job(move || open(path, hmk_passphrase, kpk_passphrase, actor), KeystoreHandle::wrap)
     }
 
     /// Let go of the keystore; later calls fail. Calls already running finish.
@@ -321,6 +347,51 @@ impl KeystoreHandle {
     #[napi]
     pub fn stats(&self) -> Result<Stats> {
         self.sync(|k| k.stats()).map(Into::into)
+    }
+
+    // ---- administration -----------------------------------------------------------
+
+    #[napi]
+    pub fn set_actor(&self, actor: String) -> Result<()> {
+        self.sync(|k| k.set_actor(&actor))
+    }
+
+    #[napi(getter)]
+    pub fn actor(&self) -> Result<String> {
+        Ok(self.get()?.actor())
+    }
+
+    /// `since_ms`: milliseconds since the Unix epoch.
+    #[napi]
+    pub fn audit(
+        &self,
+        group: Option<String>,
+        key: Option<String>,
+        action: Option<String>,
+        since_ms: Option<f64>,
+        limit: Option<u32>,
+    ) -> Result<Vec<AuditEntry>> {
+        let since = since_ms.map(time_from_millis);
+        let filter = keystate::AuditFilter { group, key, action, since, limit: limit.map(|n| n as usize) };
+        self.sync(|k| k.audit(&filter)).map(|e| e.into_iter().map(Into::into).collect())
+    }
+
+    #[napi]
+    pub fn verify_audit(&self) -> Result<AuditReport> {
+        self.sync(|k| k.verify_audit()).map(Into::into)
+    }
+
+    /// `passphrase` absent: a new random key in the key file.
+    #[napi]
+    pub fn rotate_hmk(&self, passphrase: Option<String>, id: Option<String>) -> Result<()> {
+        let new = passphrase.as_deref().map_or(keystate::NewKey::Random, keystate::NewKey::Passphrase);
+        self.sync(|k| k.rotate_hmk(new, id.as_deref()))
+    }
+
+    #[napi]
+    pub fn rotate_kpk(&self, passphrase: Option<String>, id: Option<String>) -> Result<()> {
+        let new = passphrase.as_deref().map_or(keystate::NewKey::Random, keystate::NewKey::Passphrase);
+        self.sync(|k| k.rotate_kpk(new, id.as_deref()))
     }
 
     #[napi]

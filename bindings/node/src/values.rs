@@ -83,6 +83,8 @@ pub struct Stats {
     pub quiesced: bool,
     pub hmk_id: String,
     pub kpk_id: String,
+    /// Entries in the audit trail.
+    pub audit_entries: f64,
     pub format_version: u32,
     pub path: String,
 }
@@ -104,6 +106,7 @@ impl From<keystate::Stats> for Stats {
             quiesced: s.quiesced,
             hmk_id: s.hmk_id,
             kpk_id: s.kpk_id,
+            audit_entries: s.audit_entries as f64,
             format_version: s.format_version,
             path: s.path,
         }
@@ -135,5 +138,79 @@ fn millis(t: SystemTime) -> f64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_millis() as f64,
         Err(before) => -(before.duration().as_millis() as f64),
+    }
+}
+
+pub fn time_from_millis(ms: f64) -> SystemTime {
+    let d = std::time::Duration::from_millis(ms.abs() as u64);
+    if ms >= 0.0 { UNIX_EPOCH + d } else { UNIX_EPOCH - d }
+}
+
+/// One audit entry; times in milliseconds since the Unix epoch.
+#[napi(object)]
+pub struct AuditEntry {
+    pub seq: f64,
+    pub time: f64,
+    pub action: String,
+    pub actor: String,
+    pub group: Option<String>,
+    pub key: Option<String>,
+    pub key_tag: Option<String>,
+    pub old_state: Option<String>,
+    pub new_state: Option<String>,
+    pub detail: String,
+    pub hash: String,
+}
+
+impl From<keystate::AuditEntry> for AuditEntry {
+    fn from(e: keystate::AuditEntry) -> AuditEntry {
+        AuditEntry {
+            seq: e.seq as f64,
+            time: millis(e.time),
+            action: e.action,
+            actor: e.actor,
+            group: e.group,
+            key: e.key,
+            key_tag: e.key_tag,
+            old_state: e.old_state.map(|s| s.as_str().to_string()),
+            new_state: e.new_state.map(|s| s.as_str().to_string()),
+            detail: e.detail,
+            hash: e.hash,
+        }
+    }
+}
+
+/// The first audit entry that cannot be trusted.
+#[napi(object)]
+pub struct AuditFault {
+    /// `edited`, `removed` or `reordered`.
+    pub problem: String,
+    pub seq: f64,
+    pub row_id: String,
+    pub message: String,
+}
+
+/// What verifying the audit trail found.
+#[napi(object)]
+pub struct AuditReport {
+    pub verified: f64,
+    pub head_seq: f64,
+    pub head_hash: String,
+    pub fault: Option<AuditFault>,
+}
+
+impl From<keystate::AuditReport> for AuditReport {
+    fn from(r: keystate::AuditReport) -> AuditReport {
+        AuditReport {
+            verified: r.verified as f64,
+            head_seq: r.head_seq as f64,
+            head_hash: r.head_hash,
+            fault: r.fault.map(|f| AuditFault {
+                problem: f.problem.as_str().to_string(),
+                seq: f.seq as f64,
+                row_id: f.row_id,
+                message: f.message,
+            }),
+        }
     }
 }

@@ -119,7 +119,8 @@ test('stats and faults', () => {
   ks.createKey('g', 'k', { state: 'active' })
   ks.createKey('g', 'p')
   const s = ks.stats()
-  assert.deepEqual(Object.keys(s).sort(), ['corruptRows', 'formatVersion', 'groups', 'hmkId', 'keys', 'kpkId', 'path', 'quiesced', 'states'].sort())
+  assert.deepEqual(Object.keys(s).sort(), ['auditEntries', 'corruptRows', 'formatVersion', 'groups', 'hmkId', 'keys', 'kpkId', 'path', 'quiesced', 'states'].sort())
+  assert.equal(s.auditEntries, 4) // create, create-group, two create-key
   assert.deepEqual(
     { groups: s.groups, keys: s.keys, states: s.states, corruptRows: s.corruptRows, quiesced: s.quiesced, formatVersion: s.formatVersion },
     { groups: 1, keys: 2, states: { prelive: 1, active: 1, inactive: 0, deprecated: 0, terminated: 0 }, corruptRows: 0, quiesced: false, formatVersion: 1 },

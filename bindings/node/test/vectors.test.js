@@ -30,7 +30,7 @@ function same(a, b) {
 }
 
 test('the vector files are there', () => {
-  assert.deepEqual(FILES, ['data.json', 'lifecycle.json', 'passphrase.json', 'policy.json', 'rows.json', 'tamper.json'])
+  assert.deepEqual(FILES, ['admin.json', 'data.json', 'lifecycle.json', 'passphrase.json', 'policy.json', 'rows.json', 'tamper.json'])
 })
 
 test('library errors are KeystateErrors with the code', () => {

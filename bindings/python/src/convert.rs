@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use keystate::{GroupInfo, ImportReport, KeyInfo, RowFault, Skip, Stats};
+use keystate::{AuditEntry, AuditReport, GroupInfo, ImportReport, KeyInfo, RowFault, Skip, Stats};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -48,6 +48,7 @@ pub fn stats(py: Python<'_>, s: Stats) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("quiesced", s.quiesced)?;
     d.set_item("hmk_id", s.hmk_id)?;
     d.set_item("kpk_id", s.kpk_id)?;
+    d.set_item("audit_entries", s.audit_entries)?;
     d.set_item("format_version", s.format_version)?;
     d.set_item("path", s.path)?;
     Ok(d)
@@ -75,4 +76,48 @@ pub fn report(r: ImportReport) -> ReportTuple {
         (k.source_group, k.group, k.name, k.tag, k.state.as_str(), k.recoverable, k.imported, skip(k.skipped))
     });
     (r.preview, groups.collect(), keys.collect())
+}
+
+pub fn time_from_micros(us: i64) -> SystemTime {
+    let d = std::time::Duration::from_micros(us.unsigned_abs());
+    if us >= 0 { UNIX_EPOCH + d } else { UNIX_EPOCH - d }
+}
+
+/// `(seq, time_us, action, actor, group, key, key_tag, old_state, new_state, detail, hash)`
+pub type AuditTuple = (
+    u64,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<&'static str>,
+    Option<&'static str>,
+    String,
+    String,
+);
+
+pub fn audit_entry(e: AuditEntry) -> AuditTuple {
+    (
+        e.seq,
+        micros(e.time),
+        e.action,
+        e.actor,
+        e.group,
+        e.key,
+        e.key_tag,
+        e.old_state.map(|s| s.as_str()),
+        e.new_state.map(|s| s.as_str()),
+        e.detail,
+        e.hash,
+    )
+}
+
+/// `(verified, head_seq, head_hash, fault)`, fault `(problem, seq, row_id, message)`
+pub type AuditReportTuple = (u64, u64, String, Option<(&'static str, u64, String, String)>);
+
+pub fn audit_report(r: AuditReport) -> AuditReportTuple {
+    let fault = r.fault.map(|f| (f.problem.as_str(), f.seq, f.row_id, f.message));
+    (r.verified, r.head_seq, r.head_hash, fault)
 }

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use keystate::Keystore;
+use keystate::{AuditFilter, CreateOptions, Keystore, NewKey, OpenOptions};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict};
@@ -55,29 +55,43 @@ impl Handle {
 #[pymethods]
 impl Handle {
     #[staticmethod]
-    #[pyo3(signature = (path, hmk_passphrase=None, kpk_passphrase=None))]
+    #[pyo3(signature = (path, hmk_passphrase=None, kpk_passphrase=None, actor=None))]
     fn create(
         py: Python<'_>,
         path: PathBuf,
         hmk_passphrase: Option<String>,
         kpk_passphrase: Option<String>,
+        actor: Option<String>,
     ) -> PyResult<Handle> {
         let (hmk, kpk) = (secret(hmk_passphrase), secret(kpk_passphrase));
-        let ks = run(py, || Keystore::create(&path, as_str(&hmk), as_str(&kpk)))?;
-        Ok(Handle::new(ks))
+        let options = CreateOptions {
+            hmk_passphrase: as_str(&hmk),
+            kpk_passphrase: as_str(&kpk),
+            actor: actor.as_deref(),
+            ..Default::default()
+        };
+        let ks = run(py, || Keystore::create_with(&path, options))?;
+        Ok(Handle::new(ks, path))
     }
 
     #[staticmethod]
-    #[pyo3(signature = (path, hmk_passphrase=None, kpk_passphrase=None))]
+    #[pyo3(signature = (path, hmk_passphrase=None, kpk_passphrase=None, actor=None))]
     fn open(
         py: Python<'_>,
         path: PathBuf,
         hmk_passphrase: Option<String>,
         kpk_passphrase: Option<String>,
+        actor: Option<String>,
     ) -> PyResult<Handle> {
         let (hmk, kpk) = (secret(hmk_passphrase), secret(kpk_passphrase));
-        let ks = run(py, || Keystore::open(&path, as_str(&hmk), as_str(&kpk)))?;
-        Ok(Handle::new(ks))
+        let options = OpenOptions {
+            hmk_passphrase: as_str(&hmk),
+            kpk_passphrase: as_str(&kpk),
+            actor: actor.as_deref(),
+            ..Default::default()
+        };
+        let ks = run(py, || Keystore::open_with(&path, options))?;
+        Ok(Handle::new(ks, path))
     }
 
     /// Let go of the keystore (idempotent).
@@ -269,6 +283,52 @@ impl Handle {
         let (ks, passphrase) = (self.ks(py)?, Zeroizing::new(passphrase));
         let options = keystate::ImportOptions { preserve_names, preview };
         run(py, || ks.import_file(&path, &passphrase, options)).map(convert::report)
+    }
+
+    // ---- administration ---------------------------------------------------------------
+
+    fn set_actor(&self, py: Python<'_>, actor: String) -> PyResult<()> {
+        let ks = self.ks(py)?;
+        run(py, || ks.set_actor(&actor))
+    }
+
+    #[getter]
+    fn actor(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(self.ks(py)?.actor())
+    }
+
+    /// `since_us`: microseconds since the Unix epoch.
+    fn audit(
+        &self,
+        py: Python<'_>,
+        group: Option<String>,
+        key: Option<String>,
+        action: Option<String>,
+        since_us: Option<i64>,
+        limit: Option<usize>,
+    ) -> PyResult<Vec<convert::AuditTuple>> {
+        let ks = self.ks(py)?;
+        let since = since_us.map(convert::time_from_micros);
+        let filter = AuditFilter { group, key, action, since, limit };
+        Ok(run(py, || ks.audit(&filter))?.into_iter().map(convert::audit_entry).collect())
+    }
+
+    fn verify_audit(&self, py: Python<'_>) -> PyResult<convert::AuditReportTuple> {
+        let ks = self.ks(py)?;
+        run(py, || ks.verify_audit()).map(convert::audit_report)
+    }
+
+    /// `passphrase` None: a new random key in the key file.
+    fn rotate_hmk(&self, py: Python<'_>, passphrase: Option<String>, id: Option<String>) -> PyResult<()> {
+        let (ks, passphrase) = (self.ks(py)?, secret(passphrase));
+        let new = as_str(&passphrase).map_or(NewKey::Random, NewKey::Passphrase);
+        run(py, || ks.rotate_hmk(new, id.as_deref()))
+    }
+
+    fn rotate_kpk(&self, py: Python<'_>, passphrase: Option<String>, id: Option<String>) -> PyResult<()> {
+        let (ks, passphrase) = (self.ks(py)?, secret(passphrase));
+        let new = as_str(&passphrase).map_or(NewKey::Random, NewKey::Passphrase);
+        run(py, || ks.rotate_kpk(new, id.as_deref()))
     }
 
     // ---- data -----------------------------------------------------------------------

@@ -32,7 +32,7 @@ def _scripts() -> list[Any]:
 
 
 def test_the_vectors_are_there() -> None:
-    assert [p.name for p in FILES] == ["data.json", "lifecycle.json", "passphrase.json", "policy.json", "rows.json", "tamper.json"]
+    assert [p.name for p in FILES] == ["admin.json", "data.json", "lifecycle.json", "passphrase.json", "policy.json", "rows.json", "tamper.json"]
 
 
 def test_library_errors_raise_the_mapped_exception() -> None:

@@ -5,8 +5,10 @@
 //! - `exit`: the exit codes, one per error kind;
 //! - `secrets`: where pass phrases come from (environment, prompt, stdin);
 //! - `data`: streaming encrypt/decrypt between stdin/stdout and files;
-//! - `output`: tables, confirmations and JSON.
+//! - `output`: tables, confirmations and JSON;
+//! - `admin`: the audit trail and HMK/KPK rotation.
 
+mod admin;
 mod data;
 pub mod exit;
 mod output;
@@ -55,6 +57,10 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Who makes the changes, as the audit trail records it (default: user@host).
+    #[arg(long, env = "KEYSTATE_ACTOR", value_name = "NAME", global = true)]
+    pub actor: Option<OsString>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -82,7 +88,8 @@ pub enum Command {
     Quiesce,
     /// Give the keystore its write access back.
     Unquiesce,
-    /// Show counts of groups and keys per state, the HMK/KPK IDs, and corrupt rows.
+    /// Show counts of groups and keys per state, the HMK/KPK IDs, corrupt rows and
+    /// the number of audit entries.
     Stats,
     /// Export groups (all, or those named) with all their keys into one container file
     /// sealed with an export pass phrase (KEYSTATE_EXPORT_PASSPHRASE, a prompt or a stdin line).
@@ -96,6 +103,20 @@ pub enum Command {
     /// or key material is already here are skipped. The report lists groups created, keys
     /// imported and keys skipped with the reason.
     Import(transfer::ImportArgs),
+    /// List the audit trail (who changed what, when), or verify it with --verify.
+    ///
+    /// Every change appends an entry sealed with the HMK and chained to the one
+    /// before by SHA-256, in the same transaction as the change itself.
+    Audit(admin::AuditArgs),
+    /// Replace the HMK (which seals every row) with a new pass phrase or random key.
+    ///
+    /// Every row is sealed again in one transaction; afterwards only the new HMK
+    /// opens the keystore. Other processes holding it open fail until reopened.
+    RotateHmk(admin::RotateArgs),
+    /// Replace the KPK (which wraps key material) with a new pass phrase or random key.
+    ///
+    /// Every key is wrapped again in one transaction; old data still decrypts.
+    RotateKpk(admin::RotateArgs),
     /// Show the rules: allowed state transitions and the operations each state allows.
     Policy,
 }
@@ -325,9 +346,10 @@ pub fn run(cli: Cli) -> Result<()> {
     let sources = Sources { stdin_is_data: stdin_is_data(&cli.command) };
     match cli.command {
         Command::Policy => policy(out),
-        Command::Init(args) => init(&path, args, sources, out),
+        Command::Init(args) => init(&path, args, cli.actor.as_ref(), sources, out),
         command => {
-            let ks = sources.open(&path)?;
+            let actor = utf8_opt(&cli.actor, "actor")?;
+            let ks = sources.open(&path, actor)?;
             execute(&ks, command, sources, out)
         }
     }
@@ -373,6 +395,9 @@ fn execute(ks: &Keystore, command: Command, sources: Sources, out: Output) -> Re
         Command::Stats => out.stats(&ks.stats()?, &ks.faults()?),
         Command::Export(args) => transfer::export(ks, args, sources, out),
         Command::Import(args) => transfer::import(ks, args, sources, out),
+        Command::Audit(args) => admin::audit(ks, args, out),
+        Command::RotateHmk(args) => admin::rotate(ks, true, args, sources, out),
+        Command::RotateKpk(args) => admin::rotate(ks, false, args, sources, out),
         Command::Init(_) | Command::Policy => unreachable!("handled before the keystore is opened"),
     }
 }
@@ -462,7 +487,7 @@ fn execute_key(ks: &Keystore, command: KeyCommand, sources: Sources, out: Output
 }
 
 /// `keystate init`: create the keystore, then say where its keys are.
-fn init(path: &Path, args: InitArgs, sources: Sources, out: Output) -> Result<()> {
+fn init(path: &Path, args: InitArgs, actor: Option<&OsString>, sources: Sources, out: Output) -> Result<()> {
     let hmk = new_keystore_secret(args.hmk_passphrase, secrets::HMK, "--hmk-passphrase", sources)?;
     let kpk = new_keystore_secret(args.kpk_passphrase, secrets::KPK, "--kpk-passphrase", sources)?;
     let options = CreateOptions {
@@ -470,6 +495,7 @@ fn init(path: &Path, args: InitArgs, sources: Sources, out: Output) -> Result<()
         kpk_passphrase: kpk.as_deref().map(String::as_str),
         hmk_id: utf8_opt(&args.hmk_id, "HMK ID")?,
         kpk_id: utf8_opt(&args.kpk_id, "KPK ID")?,
+        actor: actor.map(|a| utf8(a, "actor")).transpose()?,
         ..Default::default()
     };
     let stats = Keystore::create_with(path, options)?.stats()?;

@@ -116,6 +116,7 @@ impl Output {
             ("groups", stats.groups.to_string()),
             ("keys", format!("{} ({})", stats.keys, states.join(", "))),
             ("corrupt rows", stats.corrupt_rows.to_string()),
+            ("audit entries", stats.audit_entries.to_string()),
         ]);
         for fault in faults {
             let _ = writeln!(text, "corrupt row {}: {}", fault.id, fault.message);
@@ -201,7 +202,7 @@ pub fn error(e: &Error, json: bool) {
 }
 
 /// Write to stdout; a reader that went away (`| head`) is not an error.
-fn print(text: &str) -> Result<()> {
+pub(super) fn print(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
@@ -210,7 +211,7 @@ fn print(text: &str) -> Result<()> {
     }
 }
 
-fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
+pub(super) fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
     serde_json::to_value(value).map_err(|e| Error::new(ErrorKind::Internal, format!("encoding JSON: {e}")))
 }
 
@@ -219,7 +220,7 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 /// `label  value` lines, labels padded to one width.
-fn fields(rows: &[(&str, String)]) -> String {
+pub(super) fn fields(rows: &[(&str, String)]) -> String {
     let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
     let mut text = String::new();
     for (label, value) in rows {
@@ -229,7 +230,7 @@ fn fields(rows: &[(&str, String)]) -> String {
 }
 
 /// Columns aligned on the widest cell; the last column is not padded.
-fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+pub(super) fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
     let rows: Vec<Vec<String>> = std::iter::once(header.iter().map(|h| h.to_string()).collect()).chain(rows).collect();
     let mut widths = vec![0; header.len()];
     for row in &rows {

@@ -6,7 +6,7 @@
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 
-use keystate::{Error, ErrorKind, Keystore, Result};
+use keystate::{Error, ErrorKind, Keystore, OpenOptions, Result};
 use zeroize::Zeroizing;
 
 /// A pass phrase, wiped from memory when dropped.
@@ -60,7 +60,7 @@ impl Sources {
     /// Open a keystore, asking for the HMK/KPK pass phrase only when its
     /// header says the key comes from one (else the key file is used). A
     /// variable set for a key that has a key file is refused by the library.
-    pub fn open(self, path: &Path) -> Result<Keystore> {
+    pub fn open(self, path: &Path, actor: Option<&str>) -> Result<Keystore> {
         let info = keystate::inspect(path)?;
         let secret = |needed: bool, need: Need| -> Result<Option<Passphrase>> {
             match (needed, from_env(need)?) {
@@ -71,7 +71,13 @@ impl Sources {
         };
         let hmk = secret(info.hmk.needs_passphrase(), HMK)?;
         let kpk = secret(info.kpk.needs_passphrase(), KPK)?;
-        Keystore::open(path, hmk.as_deref().map(String::as_str), kpk.as_deref().map(String::as_str))
+        let options = OpenOptions {
+            hmk_passphrase: hmk.as_deref().map(String::as_str),
+            kpk_passphrase: kpk.as_deref().map(String::as_str),
+            actor,
+            ..Default::default()
+        };
+        Keystore::open_with(path, options)
     }
 }
 

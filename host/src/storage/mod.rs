@@ -67,6 +67,13 @@ pub trait Backend: Send {
 
     /// Where this keystore lives, for messages and stats.
     fn location(&self) -> String;
+
+    /// Audit entry rows (ids `a:` + 16 hex digits) with `after < id <= through`,
+    /// in id order, at most `limit` of them. `apply` stores such rows like any
+    /// other, but `load_all`, `rows_since` and `changes_since` never return
+    /// them: opening a keystore costs the number of keys, not the length of
+    /// its audit trail.
+    fn audit_rows(&mut self, after: &str, through: &str, limit: usize) -> Result<Vec<Row>>;
 }
 
 /// Where a keystore lives: a SQLite file, or a PostgreSQL URL
@@ -140,3 +147,11 @@ impl Location {
         }
     }
 }
+
+/// Does this row id name an audit entry (kept out of the model's loads)?
+pub fn is_audit_entry(id: &str) -> bool {
+    id.starts_with(AUDIT_ENTRY_PREFIX)
+}
+
+/// Prefix of audit entry row ids; `a:` + 16 lowercase hex digits of the sequence number.
+pub const AUDIT_ENTRY_PREFIX: &str = "a:";

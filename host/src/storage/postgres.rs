@@ -17,7 +17,7 @@ use percent_encoding::percent_decode_str;
 use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls, Statement};
 
-use super::{Backend, ChangeSet, Changes, Row};
+use super::{AUDIT_ENTRY_PREFIX, Backend, ChangeSet, Changes, Row};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Marks a schema as a keystate keystore ("KSTA", as SQLite's application id).
@@ -188,6 +188,8 @@ struct Statements {
     insert: Statement,
     update: Statement,
     delete: Statement,
+    /// Audit entry rows in an id range, in id order (they never reach `since`).
+    audit: Statement,
 }
 
 struct Conn {
@@ -376,7 +378,8 @@ fn prepare(client: &mut Client, target: &Target) -> Result<Statements> {
     let mut p = |sql: String| client.prepare(&sql).map_err(|e| target.error("preparing statements", e));
     Ok(Statements {
         since: p(format!(
-            "SELECT m.seq, r.id, r.version, r.body FROM {meta} m LEFT JOIN {rows} r ON r.seq > $1 ORDER BY r.id"
+            "SELECT m.seq, r.id, r.version, r.body FROM {meta} m
+             LEFT JOIN {rows} r ON r.seq > $1 AND r.id NOT LIKE '{AUDIT_ENTRY_PREFIX}%' ORDER BY r.id"
         ))?,
         read_row: p(format!("SELECT version, body FROM {rows} WHERE id = $1 AND body IS NOT NULL"))?,
         bump: p(format!("UPDATE {meta} SET seq = seq + 1 RETURNING seq"))?,
@@ -390,6 +393,10 @@ fn prepare(client: &mut Client, target: &Target) -> Result<Statements> {
         delete: p(format!(
             "UPDATE {rows} SET body = NULL, seq = $2 WHERE id = $1 AND version = $3 AND body IS NOT NULL"
         ))?,
+        audit: p(format!(
+            "SELECT id, version, body FROM {rows}
+             WHERE id > $1 AND id <= $2 AND id LIKE '{AUDIT_ENTRY_PREFIX}%' AND body IS NOT NULL ORDER BY id LIMIT $3"
+        ))?,
     })
 }
 
@@ -400,6 +407,13 @@ impl Backend for Postgres {
 
     fn rows_since(&mut self, seq: u64) -> Result<Changes> {
         self.since(seq)
+    }
+
+    fn audit_rows(&mut self, after: &str, through: &str, limit: usize) -> Result<Vec<Row>> {
+        let limit = limit.min(i64::MAX as usize) as i64;
+        let rows =
+            self.read("reading audit entries", |c| c.client.query(&c.statements.audit, &[&after, &through, &limit]))?;
+        Ok(rows.into_iter().map(|r| Row { id: r.get(0), version: r.get::<_, i64>(1) as u64, body: r.get(2) }).collect())
     }
 
     fn read_row(&mut self, id: &str) -> Result<Option<Row>> {

@@ -9,12 +9,20 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 
-use super::{Backend, ChangeSet, Changes, Row};
+use super::{Backend, ChangeSet, Changes, Row, is_audit_entry};
 use crate::error::{Error, ErrorKind, Result};
 
 /// `PRAGMA application_id`: "KSTA". Marks a file as a keystate keystore.
 const APPLICATION_ID: i64 = 0x4b53_5441;
-const SCHEMA_VERSION: i64 = 1;
+/// 2: audit entry rows live in their own table `audit` (1 had none; it is
+/// upgraded on open when the file is writable).
+const SCHEMA_VERSION: i64 = 2;
+const AUDIT_TABLE: &str = "CREATE TABLE audit (
+                     id TEXT PRIMARY KEY,
+                     version INTEGER NOT NULL,
+                     seq INTEGER NOT NULL,
+                     body BLOB
+                 ) WITHOUT ROWID;";
 /// How long a writer waits for another process's write to finish, polling
 /// every millisecond. SQLite's own busy timeout backs off up to 100 ms between
 /// tries, so a busy writer can starve the others; a short steady poll is fair.
@@ -82,6 +90,7 @@ impl Sqlite {
                      body BLOB
                  ) WITHOUT ROWID;
                  CREATE INDEX rows_by_seq ON rows(seq);
+                 {AUDIT_TABLE}
                  CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
                  INSERT INTO meta VALUES ('seq', 0);"
             ))
@@ -102,6 +111,18 @@ impl Sqlite {
         let schema: i64 = db.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
         if app != APPLICATION_ID {
             return Err(Error::new(ErrorKind::Integrity, format!("{} is not a keystate keystore", path.display())));
+        }
+        if schema == 1 && !read_only {
+            db.conn
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE;
+                     CREATE TABLE IF NOT EXISTS audit (id TEXT PRIMARY KEY, version INTEGER NOT NULL,
+                         seq INTEGER NOT NULL, body BLOB) WITHOUT ROWID;
+                     PRAGMA user_version = {SCHEMA_VERSION};
+                     COMMIT;"
+                ))
+                .map_err(|e| sql_error(path, "upgrading the schema", e))?;
+            return Ok(db);
         }
         if schema != SCHEMA_VERSION {
             return Err(Error::new(
@@ -231,19 +252,20 @@ impl Backend for Sqlite {
             )
         };
         for row in &changes.upserts {
+            let table = if is_audit_entry(&row.id) { "audit" } else { "rows" };
             let n = if row.version == 1 {
                 self.conn
-                    .prepare_cached(
-                        "INSERT INTO rows (id, version, seq, body) VALUES (?1, 1, ?2, ?3)
-                         ON CONFLICT(id) DO UPDATE SET version = 1, seq = ?2, body = ?3 WHERE rows.body IS NULL",
-                    )
+                    .prepare_cached(&format!(
+                        "INSERT INTO {table} (id, version, seq, body) VALUES (?1, 1, ?2, ?3)
+                         ON CONFLICT(id) DO UPDATE SET version = 1, seq = ?2, body = ?3 WHERE {table}.body IS NULL"
+                    ))
                     .and_then(|mut s| s.execute(params![row.id, seq, row.body]))
             } else {
                 self.conn
-                    .prepare_cached(
-                        "UPDATE rows SET version = ?2, seq = ?3, body = ?4
-                         WHERE id = ?1 AND version = ?5 AND body IS NOT NULL",
-                    )
+                    .prepare_cached(&format!(
+                        "UPDATE {table} SET version = ?2, seq = ?3, body = ?4
+                         WHERE id = ?1 AND version = ?5 AND body IS NOT NULL"
+                    ))
                     .and_then(|mut s| {
                         s.execute(params![row.id, row.version as i64, seq, row.body, row.version as i64 - 1])
                     })
@@ -278,6 +300,31 @@ impl Backend for Sqlite {
 
     fn location(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn audit_rows(&mut self, after: &str, through: &str, limit: usize) -> Result<Vec<Row>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, version, body FROM audit WHERE id > ?1 AND id <= ?2 AND body IS NOT NULL ORDER BY id LIMIT ?3",
+            )
+            .map_err(self.err("reading audit rows"))?;
+        let mut rows = stmt.query(params![after, through, limit as i64]).map_err(self.err("reading audit rows"))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(self.err("reading audit rows"))? {
+            use rusqlite::types::ValueRef;
+            let id: String = r.get(0).map_err(self.err("reading an audit row id"))?;
+            let version = match r.get_ref(1).map_err(self.err("reading an audit row version"))? {
+                ValueRef::Integer(v) => v as u64,
+                _ => 0,
+            };
+            let body = match r.get_ref(2).map_err(self.err("reading an audit row"))? {
+                ValueRef::Blob(b) | ValueRef::Text(b) => b.to_vec(),
+                _ => Vec::new(),
+            };
+            out.push(Row { id, version, body });
+        }
+        Ok(out)
     }
 }
 

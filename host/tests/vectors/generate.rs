@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use super::env_from_json;
 
 /// The files written, in the order `all` returns them.
-pub const FILES: [&str; 6] =
-    ["policy.json", "lifecycle.json", "passphrase.json", "data.json", "tamper.json", "rows.json"];
+pub const FILES: [&str; 7] =
+    ["policy.json", "lifecycle.json", "passphrase.json", "data.json", "tamper.json", "rows.json", "admin.json"];
 
 const CLOCK_START: u64 = 1_700_000_000_000;
 const CLOCK_STEP: u64 = 1000;
@@ -35,6 +35,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ("data.json", data()),
         ("tamper.json", tamper()),
         ("rows.json", rows()),
+        ("admin.json", admin()),
     ];
     assert_eq!(out.iter().map(|(f, _)| *f).collect::<Vec<_>>(), FILES);
     out
@@ -684,4 +685,100 @@ impl Script {
     fn set_state_changes(&mut self, note: &str, group: &str, name: &str, state: &str) -> Value {
         self.ok(note, "keystore.set-state", json!({ "group": group, "name": name, "state": state }))[1].clone()
     }
+}
+
+// ---- admin.json -----------------------------------------------------------------------
+
+fn admin() -> Value {
+    file(
+        "Administration: the actor and audit entries every mutation appends, reading and verifying the trail \
+         (edited, removed, reordered), and HMK/KPK rotation.",
+        vec![audit_trail(), rotation()],
+    )
+}
+
+fn audit_trail() -> Script {
+    let mut s = Script::new("audit-trail", "Audit entries in change sets, read back and verified, tampering named");
+    s.ok("the actor every following entry names", "keystore.set-actor", json!({ "actor": "ops@vectors" }));
+    s.fails("invalid-argument", "an actor with a control character", "keystore.set-actor", json!({ "actor": "a\nb" }));
+    let mut db = Storage::default();
+    db.apply(&s.create_keystore(HMK, KPK));
+    db.apply(&s.create_group("g", "aes-256-gcm")[1]);
+    for name in ["k1", "k2"] {
+        db.apply(&s.create_key_changes(name));
+    }
+    db.apply(&s.set_state_changes("", "g", "k1", "deprecated"));
+    s.ok("the chain head", "keystore.audit-head", json!({}));
+    let trail: Vec<Value> = db.rows.iter().filter(|(id, _)| id.starts_with("a:")).map(|(_, r)| r.clone()).collect();
+    assert_eq!(trail.len(), 6);
+    let start = json!({ "next-seq": 1, "prev-hash": hex::encode([0u8; 32]) });
+    let first = s.ok("the first three entries", "keystore.read-audit", json!({ "rows": trail[..3], "cursor": start }));
+    let rest = s.ok(
+        "the rest, continuing from the cursor",
+        "keystore.read-audit",
+        json!({ "rows": trail[3..], "cursor": first["cursor"] }),
+    );
+    assert_eq!(rest["fault"], Value::Null);
+    s.ok("the trail ends at its head", "keystore.audit-end", json!({ "cursor": rest["cursor"] }));
+    let mut edited = trail.clone();
+    let body = unhex(&edited[2]["body"]);
+    edited[2]["body"] = json!(hex::encode(flip(&body, body.len() - 1)));
+    s.ok("an edited entry", "keystore.read-audit", json!({ "rows": edited, "cursor": start }));
+    let mut removed = trail.clone();
+    removed.remove(3);
+    s.ok("a removed entry", "keystore.read-audit", json!({ "rows": removed, "cursor": start }));
+    let mut swapped = trail.clone();
+    let (a, b) = (swapped[1]["body"].clone(), swapped[4]["body"].clone());
+    swapped[1]["body"] = b;
+    swapped[4]["body"] = a;
+    s.ok("two swapped entries", "keystore.read-audit", json!({ "rows": swapped, "cursor": start }));
+    let short = s.ok("the last entry missing", "keystore.read-audit", json!({ "rows": trail[..5], "cursor": start }));
+    s.ok("... is found at the end", "keystore.audit-end", json!({ "cursor": short["cursor"] }));
+    s.call("the number of entries", "keystore.stats", json!({}));
+    s
+}
+
+impl Script {
+    /// An active random key in group "g"; returns its change set.
+    fn create_key_changes(&mut self, name: &str) -> Value {
+        let args = json!({ "group": "g", "name": name, "state": "active", "passphrase": null, "description": "" });
+        self.ok("", "keystore.create-key", args)[1].clone()
+    }
+}
+
+fn rotation() -> Script {
+    let mut s = Script::new("rotation", "KPK and HMK rotation: one change set each, old data still decrypts");
+    let mut db = Storage::default();
+    db.apply(&s.create_keystore(HMK, KPK));
+    db.apply(&s.create_group("g", "aes-256-gcm")[1]);
+    db.apply(&s.create_key_changes("k"));
+    let ct = s.encrypt("", "g", b"before rotation", b"");
+    let raw = |b: u8| json!({ "raw": hex::encode([b; 32]) });
+    db.apply(&s.ok("every key re-wrapped", "keystore.rotate-kpk", json!({ "kpk": raw(0x33), "kpk-id": "kpk-2" })));
+    s.decrypt_ok("old data, new KPK", &ct, b"", b"before rotation");
+    s.ok("", "keystore.begin-rotate-hmk", json!({ "hmk": raw(0x44), "hmk-id": "hmk-2" }));
+    let trail: Vec<Value> = db.rows.iter().filter(|(id, _)| id.starts_with("a:")).map(|(_, r)| r.clone()).collect();
+    let resealed = s.ok("audit entries sealed again", "keystore.reseal-audit", json!({ "rows": trail }));
+    for row in resealed.as_array().unwrap() {
+        db.rows.insert(row["id"].as_str().unwrap().to_string(), row.clone());
+    }
+    db.apply(&s.ok("every other row sealed again", "keystore.finish-rotate-hmk", json!({})));
+    s.decrypt_ok("old data, new HMK", &ct, b"", b"before rotation");
+    let header = db.rows["header"].clone();
+    let open = |hmk: u8, kpk: u8| json!({ "header": header, "hmk": raw(hmk), "kpk": raw(kpk) });
+    s.fails("wrong-passphrase", "the old HMK", "keystore.open", open(HMK, 0x33));
+    s.fails("wrong-passphrase", "the old KPK", "keystore.open", open(0x44, KPK));
+    s.ok("the new keys", "keystore.open", open(0x44, 0x33));
+    let rows: Vec<Value> = db.rows.iter().filter(|(id, _)| *id != "header").map(|(_, r)| r.clone()).collect();
+    let faults = s.ok("every row opens under the new HMK", "keystore.load", json!({ "rows": rows, "deleted": [] }));
+    assert_eq!(faults, json!([]));
+    s.decrypt_ok("", &ct, b"", b"before rotation");
+    s.ok("", "keystore.quiesce", json!({}));
+    s.fails(
+        "quiesced",
+        "no rotation while quiesced",
+        "keystore.rotate-kpk",
+        json!({ "kpk": raw(0x55), "kpk-id": null }),
+    );
+    s
 }

@@ -72,5 +72,6 @@ test('the README snippet (example.mjs) runs', () => {
   const out = execFileSync(process.execPath, [fileURLToPath(new URL('example.mjs', here))], { encoding: 'utf8' });
   assert.match(out, /^my backup: 85 bytes sealed with k1 \(tag [0-9a-f]{32}\)$/m);
   assert.match(out, /^invalid-transition: key "k1" in group "backups" cannot move from active to terminated/m);
-  assert.match(out, /^3 rows stored; active key of backups: k1$/m);
+  // header, group, key, audit head and three audit entries
+  assert.match(out, /^7 rows stored; active key of backups: k1$/m);
 });

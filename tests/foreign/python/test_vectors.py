@@ -85,5 +85,6 @@ def test_readme_snippet_runs():
     lines = out.splitlines()
     assert lines[0].startswith("my backup: 85 bytes sealed with k1 (tag "), out
     assert lines[1].startswith('invalid-transition: key "k1" in group "backups" cannot move from active to terminated'), out
-    assert lines[2] == "3 rows stored; active key of backups: k1", out
+    # header, group, key, audit head and three audit entries
+    assert lines[2] == "7 rows stored; active key of backups: k1", out
     assert lines[3] == "prelive -> active allowed: True", out

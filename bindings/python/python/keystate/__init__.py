@@ -36,6 +36,9 @@ from ._errors import (
 )
 from ._keystore import Keystore
 from ._types import (
+    AuditEntry,
+    AuditFault,
+    AuditReport,
     Cipher,
     GroupInfo,
     ImportedGroup,
@@ -64,6 +67,9 @@ __all__ = [
     "ImportedGroup",
     "ImportedKey",
     "ImportReport",
+    "AuditEntry",
+    "AuditFault",
+    "AuditReport",
     "can_transition",
     "allowed_operations",
     *_errors.__all__,

@@ -22,6 +22,9 @@ __all__ = [
     "ImportedGroup",
     "ImportedKey",
     "ImportReport",
+    "AuditEntry",
+    "AuditFault",
+    "AuditReport",
     "can_transition",
     "allowed_operations",
     "KeystateError",
@@ -99,6 +102,7 @@ class Stats:
     quiesced: bool
     hmk_id: str
     kpk_id: str
+    audit_entries: int
     format_version: int
     path: str
 
@@ -154,6 +158,42 @@ class ImportReport:
     @property
     def keys_skipped(self) -> tuple[ImportedKey, ...]: ...
 
+@dataclass(frozen=True, repr=False)
+class AuditEntry:
+    """One entry of the audit trail: who changed what, when."""
+
+    seq: int
+    time: datetime
+    action: str
+    actor: str
+    group: Optional[str]
+    key: Optional[str]
+    key_tag: Optional[str]
+    old_state: Optional[KeyState]
+    new_state: Optional[KeyState]
+    detail: str
+    hash: str
+
+@dataclass(frozen=True, repr=False)
+class AuditFault:
+    """The first audit entry that cannot be trusted."""
+
+    problem: str
+    seq: int
+    row_id: str
+    message: str
+
+@dataclass(frozen=True, repr=False)
+class AuditReport:
+    """What ``Keystore.verify_audit()`` found."""
+
+    verified: int
+    head_seq: int
+    head_hash: str
+    fault: Optional[AuditFault]
+    @property
+    def intact(self) -> bool: ...
+
 # ---- errors ---------------------------------------------------------------------------
 
 class KeystateError(Exception):
@@ -195,11 +235,21 @@ class Keystore:
 
     @classmethod
     def create(
-        cls, path: StrOrBytesPath, hmk_passphrase: Optional[str] = None, kpk_passphrase: Optional[str] = None
+        cls,
+        path: StrOrBytesPath,
+        hmk_passphrase: Optional[str] = None,
+        kpk_passphrase: Optional[str] = None,
+        *,
+        actor: Optional[str] = None,
     ) -> Keystore: ...
     @classmethod
     def open(
-        cls, path: StrOrBytesPath, hmk_passphrase: Optional[str] = None, kpk_passphrase: Optional[str] = None
+        cls,
+        path: StrOrBytesPath,
+        hmk_passphrase: Optional[str] = None,
+        kpk_passphrase: Optional[str] = None,
+        *,
+        actor: Optional[str] = None,
     ) -> Keystore: ...
     def close(self) -> None: ...
     @property
@@ -255,6 +305,22 @@ class Keystore:
     def import_file(
         self, path: StrOrBytesPath, passphrase: str, *, preserve_names: bool = False, preview: bool = False
     ) -> ImportReport: ...
+
+    # administration
+    @property
+    def actor(self) -> str: ...
+    def set_actor(self, actor: str) -> None: ...
+    def audit(
+        self,
+        group: Optional[str] = None,
+        key: Optional[str] = None,
+        action: Optional[str] = None,
+        since: Optional[datetime] = None,
+        limit: Optional[int] = None,
+    ) -> list[AuditEntry]: ...
+    def verify_audit(self) -> AuditReport: ...
+    def rotate_hmk(self, passphrase: Optional[str] = None, id: Optional[str] = None) -> None: ...
+    def rotate_kpk(self, passphrase: Optional[str] = None, id: Optional[str] = None) -> None: ...
 
     # data
     def encrypt(self, group: str, data: ReadableBuffer, aad: ReadableBuffer = b"") -> bytes: ...

@@ -10,12 +10,15 @@ errors arrive as the exceptions of ``keystate._errors``.
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from typing import Any, Iterable, List, Optional, Union
 
 from . import _native
-from ._types import Cipher, GroupInfo, ImportReport, KeyInfo, KeyState, RowFault, Stats
+from ._types import AuditEntry, AuditReport, Cipher, GroupInfo, ImportReport, KeyInfo, KeyState, RowFault, Stats
 
 __all__ = ["Keystore"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 _Path = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
@@ -80,7 +83,12 @@ class Keystore:
 
     @classmethod
     def create(
-        cls, path: _Path, hmk_passphrase: Optional[str] = None, kpk_passphrase: Optional[str] = None
+        cls,
+        path: _Path,
+        hmk_passphrase: Optional[str] = None,
+        kpk_passphrase: Optional[str] = None,
+        *,
+        actor: Optional[str] = None,
     ) -> Keystore:
         """Create a new keystore at ``path``: a file, or a ``postgres://`` URL.
 
@@ -88,15 +96,23 @@ class Keystore:
         (``<path>.hmk`` for the HMK, which seals the keystore; ``<path>.kpk`` for
         the KPK, which wraps key material): back those up apart from the keystore.
         A URL keystore keeps key files only where its ``key_files=`` parameter says.
+        ``actor`` names who makes this handle's changes in the audit trail
+        (default: user@host).
         """
-        return cls._wrap(_native.Handle.create(_path(path), hmk_passphrase, kpk_passphrase))
+        return cls._wrap(_native.Handle.create(_path(path), hmk_passphrase, kpk_passphrase, actor))
 
     @classmethod
     def open(
-        cls, path: _Path, hmk_passphrase: Optional[str] = None, kpk_passphrase: Optional[str] = None
+        cls,
+        path: _Path,
+        hmk_passphrase: Optional[str] = None,
+        kpk_passphrase: Optional[str] = None,
+        *,
+        actor: Optional[str] = None,
     ) -> Keystore:
-        """Open the keystore at ``path``; give the pass phrases it was created with, if any."""
-        return cls._wrap(_native.Handle.open(_path(path), hmk_passphrase, kpk_passphrase))
+        """Open the keystore at ``path``; give the pass phrases it was created with, if any.
+        ``actor`` names who makes this handle's changes in the audit trail (default: user@host)."""
+        return cls._wrap(_native.Handle.open(_path(path), hmk_passphrase, kpk_passphrase, actor))
 
     # ---- life ---------------------------------------------------------------------
 
@@ -238,6 +254,51 @@ class Keystore:
     ) -> ImportReport:
         """``import_groups`` from a container file."""
         return ImportReport._from_native(self._h.import_file(_path(path), passphrase, preserve_names, preview))
+
+    # ---- administration -----------------------------------------------------------
+
+    @property
+    def actor(self) -> str:
+        """Who this handle's changes are recorded under in the audit trail."""
+        return str(self._h.actor)
+
+    def set_actor(self, actor: str) -> None:
+        """Name who makes the following changes (1-255 bytes, no control characters)."""
+        self._h.set_actor(actor)
+
+    def audit(
+        self,
+        group: Optional[str] = None,
+        key: Optional[str] = None,
+        action: Optional[str] = None,
+        since: Optional[datetime] = None,
+        limit: Optional[int] = None,
+    ) -> List[AuditEntry]:
+        """Audit entries, oldest first, narrowed by each argument given (``key``: a
+        name or a tag; ``limit``: the most recent ones). The trail is verified as it
+        is read: a broken one raises ``IntegrityError`` naming the first bad entry."""
+        since_us = None
+        if since is not None:
+            if since.tzinfo is None:
+                raise ValueError("since must be an aware datetime (e.g. with tzinfo=timezone.utc)")
+            delta = since - _EPOCH
+            since_us = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+        return [AuditEntry._from_native(e) for e in self._h.audit(group, key, action, since_us, limit)]
+
+    def verify_audit(self) -> AuditReport:
+        """Verify the whole audit trail; the report names the first entry that was
+        edited, removed or reordered (``report.fault``), and the chain head."""
+        return AuditReport._from_native(self._h.verify_audit())
+
+    def rotate_hmk(self, passphrase: Optional[str] = None, id: Optional[str] = None) -> None:
+        """Replace the HMK with a new pass phrase (``None``: a new random key in
+        ``<path>.hmk``); every row is sealed again in one transaction."""
+        self._h.rotate_hmk(passphrase, id)
+
+    def rotate_kpk(self, passphrase: Optional[str] = None, id: Optional[str] = None) -> None:
+        """Replace the KPK with a new pass phrase (``None``: a new random key in
+        ``<path>.kpk``); every key is wrapped again in one transaction."""
+        self._h.rotate_kpk(passphrase, id)
 
     # ---- data ---------------------------------------------------------------------
 

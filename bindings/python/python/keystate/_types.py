@@ -26,6 +26,9 @@ __all__ = [
     "ImportedGroup",
     "ImportedKey",
     "ImportReport",
+    "AuditEntry",
+    "AuditFault",
+    "AuditReport",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -151,6 +154,8 @@ class Stats(_Record):
     quiesced: bool
     hmk_id: str
     kpk_id: str
+    audit_entries: int
+    """Entries in the audit trail (the sequence number of the last one)."""
     format_version: int
     path: str
 
@@ -166,6 +171,7 @@ class Stats(_Record):
             quiesced=d["quiesced"],
             hmk_id=d["hmk_id"],
             kpk_id=d["kpk_id"],
+            audit_entries=d["audit_entries"],
             format_version=d["format_version"],
             path=d["path"],
         )
@@ -256,3 +262,66 @@ class ImportReport(_Record):
                 ImportedKey(sg, g, n, tag, KeyState(st), rec, imp, _skip(sk)) for sg, g, n, tag, st, rec, imp, sk in keys
             ),
         )
+
+
+# ---- administration ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class AuditEntry(_Record):
+    """One entry of the audit trail: who changed what, when."""
+
+    seq: int
+    """Position in the trail: 1, 2, 3, ... with no gaps."""
+    time: datetime
+    action: str
+    """``create``, ``create-group``, ``set-state``, ``rotate-hmk``, ... (the operation's name)."""
+    actor: str
+    group: Optional[str]
+    key: Optional[str]
+    key_tag: Optional[str]
+    old_state: Optional[KeyState]
+    """The key's state before (``None``: it did not exist)."""
+    new_state: Optional[KeyState]
+    """The key's state after (``None``: it was deleted)."""
+    detail: str
+    hash: str
+    """This entry's chain hash (64 hex digits)."""
+
+    @classmethod
+    def _from_native(cls, t: Tuple[Any, ...]) -> AuditEntry:
+        seq, time, action, actor, group, key, key_tag, old, new, detail, hash_ = t
+        state = lambda s: None if s is None else KeyState(s)  # noqa: E731
+        return cls(seq, _time(time), action, actor, group, key, key_tag, state(old), state(new), detail, hash_)
+
+
+@dataclass(frozen=True, repr=False)
+class AuditFault(_Record):
+    """The first audit entry that cannot be trusted."""
+
+    problem: str
+    """``edited``, ``removed`` or ``reordered``."""
+    seq: int
+    row_id: str
+    message: str
+
+
+@dataclass(frozen=True, repr=False)
+class AuditReport(_Record):
+    """What ``Keystore.verify_audit()`` found."""
+
+    verified: int
+    """Entries that verified, from the first on, before any fault."""
+    head_seq: int
+    head_hash: str
+    """The chain head: record it elsewhere to detect the keystore being replaced by an older copy."""
+    fault: Optional[AuditFault]
+
+    @property
+    def intact(self) -> bool:
+        return self.fault is None
+
+    @classmethod
+    def _from_native(cls, t: Tuple[Any, ...]) -> AuditReport:
+        verified, head_seq, head_hash, fault = t
+        return cls(verified, head_seq, head_hash, None if fault is None else AuditFault(*fault))
