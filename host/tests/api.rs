@@ -304,8 +304,12 @@ fn a_tampered_row_is_integrity_and_the_rest_stays_usable(s: &Scratch) {
 
     let changed = s.update_rows(
         &path,
-        "UPDATE rows SET body = CAST(substr(body, 1, 20) || x'ff' || substr(body, 22) AS BLOB) WHERE id LIKE ?1",
-        "UPDATE {rows} SET body = overlay(body placing '\\xff'::bytea from 21 for 1) WHERE id LIKE $1",
+        "UPDATE rows SET body = CAST(substr(body, 1, 20)
+             || CASE WHEN substr(body, 21, 1) = x'ff' THEN x'00' ELSE x'ff' END || substr(body, 22) AS BLOB)
+         WHERE id LIKE ?1",
+        "UPDATE {rows} SET body = overlay(body placing
+             CASE WHEN get_byte(body, 20) = 255 THEN '\\x00'::bytea ELSE '\\xff'::bytea END from 21 for 1)
+         WHERE id LIKE $1",
         &format!("k:%:{g_tag}"),
     );
     assert_eq!(changed, 1);
