@@ -158,6 +158,63 @@ export interface RowFault {
   message: string
 }
 
+/** Why an import leaves a group or key out. */
+export type SkipReason = 'tag-exists' | 'material-exists' | 'group-exists' | 'no-new-keys'
+
+/** A skip, and a sentence naming what is already there (never key material). */
+export interface Skip {
+  reason: SkipReason
+  detail: string
+}
+
+/** What an import does (or would do) with one group of the container. */
+export interface ImportedGroup {
+  /** The group's name in the container. */
+  sourceName: string
+  /** Its name in this keystore (`<name>_<YYYYMMDDTHHMMSSZ>` unless names are preserved). */
+  name: string
+  cipher: Cipher
+  created: boolean
+  skipped: Skip | null
+}
+
+/** What an import does (or would do) with one key of the container. */
+export interface ImportedKey {
+  sourceGroup: string
+  /** The key's group in this keystore. */
+  group: string
+  name: string
+  /** Kept as it is, so data encrypted elsewhere still finds the key. */
+  tag: string
+  state: KeyState
+  recoverable: boolean
+  imported: boolean
+  skipped: Skip | null
+}
+
+/** Everything an import decided, in container order. */
+export interface ImportReport {
+  /** True when nothing was changed. */
+  preview: boolean
+  groups: ImportedGroup[]
+  keys: ImportedKey[]
+  groupsCreated: ImportedGroup[]
+  keysImported: ImportedKey[]
+  keysSkipped: ImportedKey[]
+}
+
+export interface ExportOptions {
+  /** The groups to export (one name or several); default every group. */
+  groups?: string | string[]
+}
+
+export interface ImportOptions {
+  /** Keep group names; a group whose name exists is skipped, never merged. Default false. */
+  preserveNames?: boolean
+  /** Only report what would happen. Default false. */
+  preview?: boolean
+}
+
 export interface KeystoreOptions {
   /** Pass phrase of the host master key; without it a random key in `<path>.hmk`. */
   hmkPassphrase?: string
@@ -252,6 +309,18 @@ export declare class Keystore {
   decryptFile(src: Path, dst: Path, aad?: Bytes): number
   encryptFileAsync(group: string, src: Path, dst: Path, aad?: Bytes): Promise<number>
   decryptFileAsync(src: Path, dst: Path, aad?: Bytes): Promise<number>
+
+  /** Seal groups with all their keys into an export container (NOT_FOUND for an unknown group). */
+  exportGroups(passphrase: string, options?: ExportOptions): Buffer
+  /** `exportGroups` into a file that appears only when complete (mode 0600). Returns its size. */
+  exportToFile(path: Path, passphrase: string, options?: ExportOptions): number
+  /** Import a container, all or nothing: WRONG_PASSPHRASE, INTEGRITY (not an intact container), QUIESCED. */
+  importGroups(container: Bytes, passphrase: string, options?: ImportOptions): ImportReport
+  /** `importGroups` on a pool thread. */
+  importGroupsAsync(container: Bytes, passphrase: string, options?: ImportOptions): Promise<ImportReport>
+  /** What `importGroups` would do; changes nothing. */
+  previewImport(container: Bytes, passphrase: string, options?: ImportOptions): ImportReport
+  importFile(path: Path, passphrase: string, options?: ImportOptions): ImportReport
 
   /** Make the keystore read-only for every process: mutations fail with QUIESCED. */
   quiesce(): void

@@ -148,6 +148,46 @@ function groupInfo(g) {
   }
 }
 
+function flag(what, value) {
+  if (value === undefined || value === null) return false
+  if (typeof value !== 'boolean') throw invalid(`${what} must be a boolean, not ${describe(value)}`)
+  return value
+}
+
+/** A group selection: absent (every group), one name, or an array of names. */
+function groupNames(value) {
+  if (value === undefined || value === null) return undefined
+  if (typeof value === 'string') return [value]
+  if (!Array.isArray(value)) throw invalid(`groups must be a string or an array of strings, not ${describe(value)}`)
+  return value.map((g) => text('group name', g))
+}
+
+function skip(s) {
+  return s ? { reason: s.reason, detail: s.detail } : null
+}
+
+function importReport(r) {
+  const groups = r.groups.map((g) => ({ sourceName: g.sourceName, name: g.name, cipher: g.cipher, created: g.created, skipped: skip(g.skipped) }))
+  const keys = r.keys.map((k) => ({
+    sourceGroup: k.sourceGroup,
+    group: k.group,
+    name: k.name,
+    tag: k.tag,
+    state: k.state,
+    recoverable: k.recoverable,
+    imported: k.imported,
+    skipped: skip(k.skipped),
+  }))
+  return {
+    preview: r.preview,
+    groups,
+    keys,
+    groupsCreated: groups.filter((g) => g.created),
+    keysImported: keys.filter((k) => k.imported),
+    keysSkipped: keys.filter((k) => !k.imported),
+  }
+}
+
 // ---- the keystore -------------------------------------------------------------------
 
 /** An open keystore. Make one with Keystore.create or Keystore.open. */
@@ -313,6 +353,44 @@ class Keystore {
 
   async decryptFileAsync(src, dst, aad) {
     return callAsync(() => this.#handle.decryptFileAsync(filePath('src', src), filePath('dst', dst), optionalBytes('aad', aad)))
+  }
+
+  // export and import
+
+  /** Seal groups (every group unless `options.groups`) with all their keys into an export container. */
+  exportGroups(passphrase, opts) {
+    const { groups } = options('options', opts)
+    return call(() => this.#handle.exportGroups(text('passphrase', passphrase), groupNames(groups)))
+  }
+
+  /** exportGroups into a file that appears only when complete (mode 0600). Returns its size. */
+  exportToFile(path, passphrase, opts) {
+    const { groups } = options('options', opts)
+    return call(() => this.#handle.exportToFile(filePath('path', path), text('passphrase', passphrase), groupNames(groups)))
+  }
+
+  static #importArgs(passphrase, opts) {
+    const { preserveNames, preview } = options('options', opts)
+    return [text('passphrase', passphrase), flag('preserveNames', preserveNames), flag('preview', preview)]
+  }
+
+  /** Import an export container, all or nothing (or only report, with `preview`). */
+  importGroups(container, passphrase, opts) {
+    return importReport(call(() => this.#handle.importGroups(bytes('container', container), ...Keystore.#importArgs(passphrase, opts))))
+  }
+
+  /** importGroups on a pool thread (it costs an Argon2id run). Do not change `container` before the promise settles. */
+  async importGroupsAsync(container, passphrase, opts) {
+    return importReport(await callAsync(() => this.#handle.importGroupsAsync(bytes('container', container), ...Keystore.#importArgs(passphrase, opts))))
+  }
+
+  /** What importGroups would do; changes nothing. */
+  previewImport(container, passphrase, opts) {
+    return this.importGroups(container, passphrase, { ...options('options', opts), preview: true })
+  }
+
+  importFile(path, passphrase, opts) {
+    return importReport(call(() => this.#handle.importFile(filePath('path', path), ...Keystore.#importArgs(passphrase, opts))))
   }
 
   // the keystore

@@ -20,6 +20,12 @@ import {
   type Bytes,
   type CreateGroupOptions,
   type CreateKeyOptions,
+  type ExportOptions,
+  type ImportedGroup,
+  type ImportedKey,
+  type ImportOptions,
+  type ImportReport,
+  type SkipReason,
   type ErrorCode,
   type GroupInfo,
   type KeyInfo,
@@ -123,6 +129,18 @@ async function main(): Promise<void> {
   again.rotateHmk({ passphrase: 'new hmk words' })
   const audited: number = again.stats().auditEntries
 
+  // Export and import.
+  const container: Buffer = again.exportGroups('move pass', { groups: ['backups'] })
+  const size: number = again.exportToFile(path.join(dir, 'all.ksx'), 'move pass')
+  const preview: ImportReport = again.previewImport(container, 'move pass', { preserveNames: true })
+  const importReport: ImportReport = await again.importGroupsAsync(container, 'move pass')
+  const fromFile: ImportReport = again.importFile(path.join(dir, 'all.ksx'), 'move pass', { preview: true })
+  const skipped: SkipReason | undefined = importReport.keysSkipped[0]?.skipped?.reason
+  const firstGroup: ImportedGroup | undefined = importReport.groups[0]
+  const firstKey: ImportedKey | undefined = fromFile.keys[0]
+  const reportArgs: ImportOptions & ExportOptions = { preview: true, groups: 'backups' }
+  const imported = again.importGroups(container, 'move pass', reportArgs)
+
   // Errors.
   try {
     again.setState('backups', 'k1', 'prelive')
@@ -141,6 +159,7 @@ async function main(): Promise<void> {
   const used: unknown[] = [ok, ops, state, closed, groups, renamed, activeKey, created, keys, all, byName, byTag, moved, described]
   used.push(recoverable, modified, plain, plainAsync, n1, n2, n3, n4, perState, faults, asError)
   used.push(actor, when, intact, audited)
+  used.push(size, preview, skipped, firstGroup, firstKey, imported)
   console.log(`whole surface: ok (${used.length} results, ${keys.length} active key, ${faults.length} faults)`)
 }
 

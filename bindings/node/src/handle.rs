@@ -9,7 +9,9 @@ use napi_derive::napi;
 
 use crate::error::{Result, closed, from_keystate};
 use crate::task::{Job, job};
-use crate::values::{AuditEntry, AuditReport, GroupInfo, KeyInfo, RowFault, Stats, cipher, state, time_from_millis};
+use crate::values::{
+    AuditEntry, AuditReport, GroupInfo, ImportReport, KeyInfo, RowFault, Stats, cipher, state, time_from_millis,
+};
 
 #[napi]
 pub struct KeystoreHandle {
@@ -330,6 +332,58 @@ impl KeystoreHandle {
     pub fn decrypt_file_async(&self, src: String, dst: String, aad: Option<&[u8]>) -> Result<AsyncTask<Job<u64, f64>>> {
         let aad = aad.unwrap_or_default().to_vec();
         self.spawn(move |k| k.decrypt_file(&src, &dst, &aad), bytes)
+    }
+
+    // ---- export and import ------------------------------------------------------
+
+    /// `groups`: the names to export, or every group when absent.
+    #[napi]
+    pub fn export_groups(&self, passphrase: String, groups: Option<Vec<String>>) -> Result<Buffer> {
+        let names: Option<Vec<&str>> = groups.as_ref().map(|g| g.iter().map(String::as_str).collect());
+        self.sync(|k| k.export(names.as_deref(), &passphrase)).map(Buffer::from)
+    }
+
+    /// Returns the container's size in bytes.
+    #[napi]
+    pub fn export_to_file(&self, path: String, passphrase: String, groups: Option<Vec<String>>) -> Result<f64> {
+        let names: Option<Vec<&str>> = groups.as_ref().map(|g| g.iter().map(String::as_str).collect());
+        self.sync(|k| k.export_to_file(&path, names.as_deref(), &passphrase)).map(bytes)
+    }
+
+    #[napi]
+    pub fn import_groups(
+        &self,
+        container: &[u8],
+        passphrase: String,
+        preserve_names: bool,
+        preview: bool,
+    ) -> Result<ImportReport> {
+        let options = keystate::ImportOptions { preserve_names, preview };
+        self.sync(|k| k.import(container, &passphrase, options)).map(Into::into)
+    }
+
+    #[napi(ts_return_type = "Promise<ImportReport>")]
+    pub fn import_groups_async(
+        &self,
+        container: Uint8Array,
+        passphrase: String,
+        preserve_names: bool,
+        preview: bool,
+    ) -> Result<AsyncTask<Job<keystate::ImportReport, ImportReport>>> {
+        let options = keystate::ImportOptions { preserve_names, preview };
+        self.spawn(move |k| k.import(&container, &passphrase, options), ImportReport::from)
+    }
+
+    #[napi]
+    pub fn import_file(
+        &self,
+        path: String,
+        passphrase: String,
+        preserve_names: bool,
+        preview: bool,
+    ) -> Result<ImportReport> {
+        let options = keystate::ImportOptions { preserve_names, preview };
+        self.sync(|k| k.import_file(&path, &passphrase, options)).map(Into::into)
     }
 
     // ---- keystore ---------------------------------------------------------------

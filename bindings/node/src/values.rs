@@ -126,6 +126,82 @@ impl From<keystate::RowFault> for RowFault {
     }
 }
 
+/// Why an import leaves a group or key out, and what is already there.
+#[napi(object)]
+pub struct Skip {
+    /// `tag-exists`, `material-exists`, `group-exists` or `no-new-keys`.
+    pub reason: String,
+    pub detail: String,
+}
+
+fn skip(s: Option<keystate::Skip>) -> Option<Skip> {
+    s.map(|s| Skip { reason: s.reason.as_str().to_string(), detail: s.detail })
+}
+
+/// What an import does (or would do) with one group of the container.
+#[napi(object)]
+pub struct ImportedGroup {
+    pub source_name: String,
+    pub name: String,
+    pub cipher: String,
+    pub created: bool,
+    pub skipped: Option<Skip>,
+}
+
+/// What an import does (or would do) with one key of the container.
+#[napi(object)]
+pub struct ImportedKey {
+    pub source_group: String,
+    pub group: String,
+    pub name: String,
+    pub tag: String,
+    pub state: String,
+    pub recoverable: bool,
+    pub imported: bool,
+    pub skipped: Option<Skip>,
+}
+
+/// Everything an import decided, in container order.
+#[napi(object)]
+pub struct ImportReport {
+    pub preview: bool,
+    pub groups: Vec<ImportedGroup>,
+    pub keys: Vec<ImportedKey>,
+}
+
+impl From<keystate::ImportReport> for ImportReport {
+    fn from(r: keystate::ImportReport) -> ImportReport {
+        ImportReport {
+            preview: r.preview,
+            groups: r
+                .groups
+                .into_iter()
+                .map(|g| ImportedGroup {
+                    source_name: g.source_name,
+                    name: g.name,
+                    cipher: g.cipher.as_str().to_string(),
+                    created: g.created,
+                    skipped: skip(g.skipped),
+                })
+                .collect(),
+            keys: r
+                .keys
+                .into_iter()
+                .map(|k| ImportedKey {
+                    source_group: k.source_group,
+                    group: k.group,
+                    name: k.name,
+                    tag: k.tag,
+                    state: k.state.as_str().to_string(),
+                    recoverable: k.recoverable,
+                    imported: k.imported,
+                    skipped: skip(k.skipped),
+                })
+                .collect(),
+        }
+    }
+}
+
 pub fn state(name: &str) -> Result<keystate::KeyState> {
     name.parse().map_err(from_keystate)
 }

@@ -71,7 +71,7 @@ impl Handle {
             ..Default::default()
         };
         let ks = run(py, || Keystore::create_with(&path, options))?;
-        Ok(Handle::new(ks, path))
+        Ok(Handle::new(ks))
     }
 
     #[staticmethod]
@@ -91,7 +91,7 @@ impl Handle {
             ..Default::default()
         };
         let ks = run(py, || Keystore::open_with(&path, options))?;
-        Ok(Handle::new(ks, path))
+        Ok(Handle::new(ks))
     }
 
     /// Let go of the keystore (idempotent).
