@@ -73,6 +73,10 @@ def fmt_rate(size: int, ns: float) -> str:
 
 
 def table(rows: List[Dict[str, object]]) -> List[str]:
+    if all("peak_rss_bytes" in r for r in rows):
+        lines = ["| subject | peak resident memory |", "|---|---|"]
+        lines += [f"| {r['subject']} | {int(r['peak_rss_bytes']) / 2**20:,.0f} MiB |" for r in rows]
+        return lines
     has_bytes = any(r["bytes"] for r in rows)
     head = "| subject | median | p10 .. p90 | runs |" + (" throughput |" if has_bytes else "")
     lines = [head, "|---" * (5 if has_bytes else 4) + "|"]

@@ -39,9 +39,9 @@ node bindings/node/build.js
 rm -rf "$CARGO_TARGET_DIR/criterion" "$results"
 step "Rust: cargo bench (criterion)"
 if [ -n "$quick" ]; then
-    cargo bench --locked -p keystate --bench keystate -- --quick --noplot
+    KEYSTATE_BENCH_RESULTS="$results" cargo bench --locked -p keystate --bench keystate -- --quick --noplot
 else
-    cargo bench --locked -p keystate --bench keystate -- --noplot
+    KEYSTATE_BENCH_RESULTS="$results" cargo bench --locked -p keystate --bench keystate -- --noplot
 fi
 
 step "Python: bench/bench.py"

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::crypto::{self, Key32};
+use crate::crypto::SealKey;
 use crate::types::{KeyState, Tag};
 
 /// Row id of the chain head.
@@ -173,17 +173,17 @@ pub fn parse_entry_id(id: &str) -> Option<u64> {
 /// Seal an entry under the row key. The associated data is a fixed label, not
 /// the row id: the entry carries its own sequence number, so an entry moved to
 /// another row still opens and is reported as reordered rather than edited.
-pub fn seal_entry(row_key: &Key32, entry: &Entry, nonce: [u8; 12]) -> Vec<u8> {
+pub fn seal_entry(row_key: &SealKey, entry: &Entry, nonce: [u8; 12]) -> Vec<u8> {
     let plain = Zeroizing::new(postcard::to_allocvec(entry).expect("entry serializes"));
     let mut body = vec![ENTRY_FORMAT];
-    body.extend(crypto::seal(row_key, nonce, ENTRY_AAD, &plain));
+    body.extend(row_key.seal(nonce, ENTRY_AAD, &plain));
     body
 }
 
-pub fn open_entry(row_key: &Key32, body: &[u8]) -> Option<Entry> {
+pub fn open_entry(row_key: &SealKey, body: &[u8]) -> Option<Entry> {
     match body.split_first() {
         Some((&ENTRY_FORMAT, sealed)) => {
-            let plain = crypto::open(row_key, ENTRY_AAD, sealed)?;
+            let plain = row_key.open(ENTRY_AAD, sealed)?;
             postcard::from_bytes(&plain).ok()
         }
         _ => None,
@@ -248,7 +248,7 @@ pub struct Verified {
 /// Stops at the first fault: returns the entries before it, the cursor after
 /// the last good one, and the fault.
 pub fn verify_rows(
-    row_key: &Key32,
+    row_key: &SealKey,
     rows: &[(String, Vec<u8>)],
     mut cursor: Cursor,
 ) -> (Vec<Verified>, Cursor, Option<Fault>) {

@@ -79,25 +79,48 @@ pub fn tag_matches(tag: &Tag, material: &[u8; 32]) -> bool {
     ct_eq(&key_tag(tag_salt(tag), material).0, &tag.0)
 }
 
-/// AES-256-GCM seal: returns nonce || ciphertext || tag.
+/// An AES-256-GCM key with its schedule expanded once. The HMK's row key and
+/// the KPK's wrap key seal and open row after row (a million at open), so
+/// they keep one of these instead of expanding the key for every row.
+/// Zeroized on drop (the `aes` and `polyval` crates' `zeroize` feature).
+#[derive(Clone)]
+pub struct SealKey(Aes256Gcm);
+
+impl SealKey {
+    pub fn new(key: &[u8; 32]) -> SealKey {
+        SealKey(Aes256Gcm::new(key.into()))
+    }
+
+    /// Returns nonce || ciphertext || tag.
+    pub fn seal(&self, nonce: [u8; 12], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let sealed = self
+            .0
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+        let mut out = Vec::with_capacity(12 + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    /// Open what `seal` made; `None` if it was tampered or the key is wrong.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        if sealed.len() < 12 + 16 {
+            return None;
+        }
+        let (nonce, body) = sealed.split_at(12);
+        self.0.decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad }).ok().map(Zeroizing::new)
+    }
+}
+
+/// AES-256-GCM seal under a key used once: returns nonce || ciphertext || tag.
 pub fn seal(key: &[u8; 32], nonce: [u8; 12], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let cipher = Aes256Gcm::new(key.into());
-    let sealed = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
-        .expect("AES-GCM encryption of an in-memory buffer cannot fail");
-    let mut out = Vec::with_capacity(12 + sealed.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&sealed);
-    out
+    SealKey::new(key).seal(nonce, aad, plaintext)
 }
 
 /// Open what `seal` made; `None` if it was tampered or the key is wrong.
 pub fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    if sealed.len() < 12 + 16 {
-        return None;
-    }
-    let (nonce, body) = sealed.split_at(12);
-    Aes256Gcm::new(key.into()).decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad }).ok().map(Zeroizing::new)
+    SealKey::new(key).open(aad, sealed)
 }
 
 #[cfg(test)]

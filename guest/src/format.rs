@@ -323,7 +323,7 @@ impl Chunks {
     /// chunk (the remainder, possibly empty). On error nothing is appended.
     pub fn seal_run(&self, first: u64, plaintext: &[u8], last: bool, aad: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let chunk_size = self.chunk_size();
-        if !last && plaintext.len() % chunk_size != 0 {
+        if !last && !plaintext.len().is_multiple_of(chunk_size) {
             return Err(Error::InvalidArgument(format!(
                 "a run of chunks that does not end the message must be whole chunks of {chunk_size} bytes, not {}",
                 plaintext.len()
@@ -352,7 +352,7 @@ impl Chunks {
     /// nothing is appended.
     pub fn open_run(&self, first: u64, sealed: &[u8], last: bool, aad: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let full_len = self.chunk_size() + GCM_TAG_LEN;
-        if !last && sealed.len() % full_len != 0 {
+        if !last && !sealed.len().is_multiple_of(full_len) {
             return Err(Error::InvalidArgument(format!(
                 "a run of chunks that does not end the message must be whole sealed chunks of {full_len} bytes, not {}",
                 sealed.len()

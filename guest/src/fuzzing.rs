@@ -27,8 +27,17 @@ use crate::types::{Cipher, Env, Error, KeyState, Tag};
 /// Deterministic time and entropy (SHA-256 of a counter).
 #[derive(Clone, Default)]
 pub struct FuzzEnv {
-    clock: Rc<Cell<u64>>,
-    counter: Rc<Cell<u64>>,
+    pub(crate) clock: Rc<Cell<u64>>,
+    pub(crate) counter: Rc<Cell<u64>>,
+}
+
+impl FuzzEnv {
+    /// An environment whose random bytes differ from those of every other seed.
+    pub fn seeded(seed: u64) -> FuzzEnv {
+        let env = FuzzEnv::default();
+        env.counter.set(seed << 32);
+        env
+    }
 }
 
 impl Env for FuzzEnv {
@@ -280,6 +289,14 @@ pub fn rows(data: &[u8]) {
         assert!(rows.iter().any(|r| r.id == f.id), "fault for a row never given: {f:?}");
     }
     check_loaded(&ks, Some(g));
+    // The same rows as a catch-up onto the genuine keystore, which is where
+    // another process's commits (or rolled-back rows) arrive.
+    let genuine_header = g.current.iter().find(|r| r.id == HEADER_ID).unwrap();
+    let mut caught_up = Keystore::open(Box::new(FuzzEnv::default()), genuine_header, &raw(1), &raw(2)).unwrap();
+    caught_up.load(&g.current, &[]).unwrap();
+    if caught_up.load(&rows, &deleted).is_ok() {
+        check_loaded(&caught_up, None);
+    }
     if std::env::var_os("KEYSTATE_FUZZ_DEBUG").is_some() {
         eprintln!("faults {faults:#?}\ngroups {:#?}\nkeys {:#?}", ks.groups(), ks.keys(None, None));
     }
@@ -290,6 +307,7 @@ pub fn rows(data: &[u8]) {
 /// The one-active rule holds and, right after loading (`genuine` given),
 /// every loaded record is one that was genuinely sealed.
 fn check_loaded(ks: &Keystore, genuine: Option<&Genuine>) {
+    ks.assert_indexes_match_records();
     for group in ks.groups() {
         let active = ks.keys(Some(&group.name), Some(KeyState::Active)).unwrap();
         assert!(active.len() <= 1, "group {} has {} active keys", group.name, active.len());

@@ -2,7 +2,7 @@
 //! everything first, then builds its change set, then applies it to the model:
 //! an operation that returns an error has changed nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use zeroize::Zeroizing;
 
@@ -84,6 +84,14 @@ pub struct Stats {
 pub struct RowFault {
     pub id: String,
     pub message: String,
+}
+
+/// Records whose index entry (name, or the group's active key) another
+/// record took over while a batch of rows was loading.
+#[derive(Default)]
+struct Displaced {
+    keys: Vec<Tag>,
+    groups: Vec<Tag>,
 }
 
 const MAX_NAME_BYTES: usize = 255;
@@ -197,6 +205,7 @@ impl Keystore {
             self.forget(id);
         }
         let mut faults: Vec<RowFault> = Vec::new();
+        let mut displaced = Displaced::default();
         // The header first: if the HMK or KPK changed, nothing else is read with the old keys.
         let (header, rest): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.id == HEADER_ID);
         for row in header.into_iter().chain(rest) {
@@ -204,7 +213,7 @@ impl Keystore {
                 continue; // audit entries are read with `read_audit`, never kept in the model
             }
             self.forget(&row.id);
-            let loaded = self.load_row(row);
+            let loaded = self.load_row(row, &mut displaced);
             // A row given twice in one batch: only its last copy counts.
             faults.retain(|f| f.id != row.id);
             if let Err(e) = loaded {
@@ -218,7 +227,7 @@ impl Keystore {
         }
         // Checked once the whole batch is in: within a batch, rows of one
         // commit (an activation and its bump) arrive one by one.
-        self.fault_contradictions(&mut faults);
+        self.fault_contradictions(displaced, &mut faults);
         Ok(faults)
     }
 
@@ -228,14 +237,23 @@ impl Keystore {
     /// (or a buggy host) can. Which side is genuine cannot be told, so every
     /// side is kept out and reported, like a corrupt row; a group with such a
     /// key row gets no activation until the rows are repaired.
-    fn fault_contradictions(&mut self, faults: &mut Vec<RowFault>) {
-        let mut active: BTreeMap<Tag, Vec<Tag>> = BTreeMap::new();
-        let mut key_names: BTreeMap<(Tag, &str), Vec<Tag>> = BTreeMap::new();
-        for (tag, (rec, _)) in &self.keys {
+    ///
+    /// Only records that lost an index entry during the batch can be in a
+    /// contradiction (the model was consistent before it), so the cost
+    /// follows the batch, not the size of the keystore.
+    fn fault_contradictions(&mut self, displaced: Displaced, faults: &mut Vec<RowFault>) {
+        let mut active: BTreeMap<Tag, BTreeSet<Tag>> = BTreeMap::new();
+        let mut key_names: BTreeMap<(Tag, &str), BTreeSet<Tag>> = BTreeMap::new();
+        for tag in &displaced.keys {
+            let Some((rec, _)) = self.keys.get(tag) else { continue };
             if rec.state == KeyState::Active {
-                active.entry(rec.group).or_default().push(*tag);
+                let claims = active.entry(rec.group).or_default();
+                claims.insert(*tag);
+                claims.extend(self.active.get(&rec.group));
             }
-            key_names.entry((rec.group, &rec.name)).or_default().push(*tag);
+            let named = key_names.entry((rec.group, &rec.name)).or_default();
+            named.insert(*tag);
+            named.extend(self.key_names.get(&(rec.group, rec.name.clone())));
         }
         let mut bad_keys: Vec<(Tag, Tag, String)> = Vec::new();
         for (group, tags) in active.into_iter().filter(|(_, t)| t.len() > 1) {
@@ -257,9 +275,12 @@ impl Keystore {
                 bad_keys.push((group, *tag, why));
             }
         }
-        let mut group_names: BTreeMap<&str, Vec<Tag>> = BTreeMap::new();
-        for (tag, (rec, _)) in &self.groups {
-            group_names.entry(&rec.name).or_default().push(*tag);
+        let mut group_names: BTreeMap<&str, BTreeSet<Tag>> = BTreeMap::new();
+        for tag in &displaced.groups {
+            let Some((rec, _)) = self.groups.get(tag) else { continue };
+            let named = group_names.entry(&rec.name).or_default();
+            named.insert(*tag);
+            named.extend(self.group_names.get(&rec.name));
         }
         let bad_groups: Vec<(Tag, String)> = group_names
             .into_iter()
@@ -285,19 +306,24 @@ impl Keystore {
             faults.push(RowFault { id: id.clone(), message: why.clone() });
             self.corrupt.insert(id, why);
         }
-        // The indexes, from what stayed: loading row by row may have left
-        // them pointing at a row that a later one in the batch replaced.
-        self.active = self
-            .keys
-            .iter()
-            .filter(|(_, (k, _))| k.state == KeyState::Active)
-            .map(|(t, (k, _))| (k.group, *t))
-            .collect();
-        self.key_names = self.keys.iter().map(|(t, (k, _))| ((k.group, k.name.clone()), *t)).collect();
-        self.group_names = self.groups.iter().map(|(t, (g, _))| (g.name.clone(), *t)).collect();
+        // A displaced record that stayed takes its index entries back (the
+        // record that displaced it may since have gone).
+        for tag in &displaced.keys {
+            if let Some((rec, _)) = self.keys.get(tag) {
+                self.key_names.entry((rec.group, rec.name.clone())).or_insert(*tag);
+                if rec.state == KeyState::Active {
+                    self.active.entry(rec.group).or_insert(*tag);
+                }
+            }
+        }
+        for tag in &displaced.groups {
+            if let Some((rec, _)) = self.groups.get(tag) {
+                self.group_names.entry(rec.name.clone()).or_insert(*tag);
+            }
+        }
     }
 
-    fn load_row(&mut self, row: &Row) -> Result<()> {
+    fn load_row(&mut self, row: &Row, displaced: &mut Displaced) -> Result<()> {
         let wrong = || Error::Integrity(format!("row {} does not hold what its id names", row.id));
         match RowId::parse(&row.id) {
             Some(RowId::Header) => {
@@ -314,11 +340,20 @@ impl Keystore {
             },
             Some(RowId::AuditEntry(_)) => {}
             Some(RowId::Group(tag)) => match self.sealer.open_row(&row.id, row.version, &row.body)? {
-                Record::Group(g) if g.tag == tag => self.insert_group(g, row.version),
+                Record::Group(g) if g.tag == tag => {
+                    displaced.groups.extend(self.group_names.get(&g.name).filter(|&&t| t != tag));
+                    self.insert_group(g, row.version)
+                }
                 _ => return Err(wrong()),
             },
             Some(RowId::Key { group, key }) => match self.sealer.open_row(&row.id, row.version, &row.body)? {
-                Record::Key(k) if k.tag == key && k.group == group => self.insert_key(k, row.version),
+                Record::Key(k) if k.tag == key && k.group == group => {
+                    displaced.keys.extend(self.key_names.get(&(group, k.name.clone())).filter(|&&t| t != key));
+                    if k.state == KeyState::Active {
+                        displaced.keys.extend(self.active.get(&group).filter(|&&t| t != key));
+                    }
+                    self.insert_key(k, row.version)
+                }
                 _ => return Err(wrong()),
             },
             None => return Err(Error::Integrity(format!("row id {:?} is not a keystate row", row.id))),
@@ -340,7 +375,7 @@ impl Keystore {
         let tag = loop {
             let tag = Tag(random(&*self.env));
             let taken = self.groups.contains_key(&tag)
-                || self.keys.values().any(|(k, _)| k.group == tag)
+                || self.keys_in(tag).next().is_some()
                 || self.corrupt.contains_key(&store::group_row_id(&tag));
             if !taken {
                 break tag;
@@ -411,7 +446,7 @@ impl Keystore {
     pub fn delete_group(&mut self, name: &str) -> Result<ChangeSet> {
         self.writable()?;
         let tag = self.group_tag(name)?;
-        let held = self.keys.values().filter(|(k, _)| k.group == tag).count() + self.corrupt_keys_in(&tag).len();
+        let held = self.keys_in(tag).count() + self.corrupt_keys_in(&tag).len();
         if held > 0 {
             return Err(Error::NotDeletable(format!(
                 "group {name:?} still holds {held} key(s); only an empty group can be deleted"
@@ -464,13 +499,12 @@ impl Keystore {
     }
 
     pub fn keys(&self, group: Option<&str>, state: Option<KeyState>) -> Result<Vec<KeyInfo>> {
-        let group_tag = group.map(|g| self.group_tag(g)).transpose()?;
-        let mut out: Vec<KeyInfo> = self
-            .keys
-            .values()
-            .filter(|(k, _)| group_tag.is_none_or(|g| k.group == g) && state.is_none_or(|s| k.state == s))
-            .map(|(k, _)| self.key_info(k))
-            .collect();
+        let records: Box<dyn Iterator<Item = &KeyRecord>> = match group {
+            Some(name) => Box::new(self.keys_in(self.group_tag(name)?)),
+            None => Box::new(self.keys.values().map(|(k, _)| k)),
+        };
+        let mut out: Vec<KeyInfo> =
+            records.filter(|k| state.is_none_or(|s| k.state == s)).map(|k| self.key_info(k)).collect();
         out.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
         Ok(out)
     }
@@ -781,6 +815,15 @@ impl Keystore {
     }
 
     /// Key rows of a group that failed to load: any of them might be the active key.
+    /// A group's keys, by name, through the name index: the cost follows the
+    /// group, not the keystore.
+    fn keys_in(&self, group: Tag) -> impl Iterator<Item = &KeyRecord> {
+        self.key_names
+            .range((group, String::new())..)
+            .take_while(move |((g, _), _)| *g == group)
+            .map(|(_, tag)| &self.keys[tag].0)
+    }
+
     fn corrupt_keys_in(&self, group: &Tag) -> Vec<&String> {
         self.corrupt
             .keys()
@@ -905,6 +948,31 @@ impl Keystore {
                 self.active.remove(&old.group);
             }
         }
+    }
+
+    /// Panics unless every index says exactly what the records say: the
+    /// invariant that lets a batch of rows be checked by what it displaced.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn assert_indexes_match_records(&self) {
+        let active: BTreeMap<Tag, Tag> = self
+            .keys
+            .iter()
+            .filter(|(_, (k, _))| k.state == KeyState::Active)
+            .map(|(t, (k, _))| (k.group, *t))
+            .collect();
+        let key_names: BTreeMap<(Tag, String), Tag> =
+            self.keys.iter().map(|(t, (k, _))| ((k.group, k.name.clone()), *t)).collect();
+        let group_names: BTreeMap<String, Tag> = self.groups.iter().map(|(t, (g, _))| (g.name.clone(), *t)).collect();
+        assert_eq!(key_names.len(), self.keys.len(), "two keys of a group share a name");
+        assert_eq!(group_names.len(), self.groups.len(), "two groups share a name");
+        assert_eq!(
+            self.keys.values().filter(|(k, _)| k.state == KeyState::Active).count(),
+            active.len(),
+            "a group has two active keys"
+        );
+        assert_eq!(self.active, active, "the active key index");
+        assert_eq!(self.key_names, key_names, "the key name index");
+        assert_eq!(self.group_names, group_names, "the group name index");
     }
 
     /// Drop whatever the model holds for a row id.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::audit;
-use crate::crypto::{self, Key32};
+use crate::crypto::{self, Key32, SealKey};
 use crate::types::{Cipher, Error, KeyState, Result, Tag};
 
 /// Row id of the header.
@@ -92,36 +92,26 @@ impl Protector {
 
 /// The keys the HMK and KPK give, one per purpose.
 pub struct Sealer {
-    row_key: Key32,
+    row_key: SealKey,
     header_mac_key: Key32,
-    wrap_key: Key32,
+    wrap_key: SealKey,
 }
 
 impl Sealer {
     pub fn new(hmk: &[u8; 32], kpk: &[u8; 32]) -> Sealer {
-        Sealer {
-            row_key: crypto::subkey(hmk, b"keystate/row-seal/v1"),
-            header_mac_key: crypto::subkey(hmk, b"keystate/header-mac/v1"),
-            wrap_key: crypto::subkey(kpk, b"keystate/kpk-wrap/v1"),
-        }
+        let (row_key, header_mac_key) = hmk_keys(hmk);
+        Sealer { row_key, header_mac_key, wrap_key: kpk_key(kpk) }
     }
 
     /// This sealer with another HMK (rotation): same KPK.
     pub fn with_hmk(&self, hmk: &[u8; 32]) -> Sealer {
-        Sealer {
-            row_key: crypto::subkey(hmk, b"keystate/row-seal/v1"),
-            header_mac_key: crypto::subkey(hmk, b"keystate/header-mac/v1"),
-            wrap_key: self.wrap_key.clone(),
-        }
+        let (row_key, header_mac_key) = hmk_keys(hmk);
+        Sealer { row_key, header_mac_key, wrap_key: self.wrap_key.clone() }
     }
 
     /// This sealer with another KPK (rotation): same HMK.
     pub fn with_kpk(&self, kpk: &[u8; 32]) -> Sealer {
-        Sealer {
-            row_key: self.row_key.clone(),
-            header_mac_key: self.header_mac_key.clone(),
-            wrap_key: crypto::subkey(kpk, b"keystate/kpk-wrap/v1"),
-        }
+        Sealer { row_key: self.row_key.clone(), header_mac_key: self.header_mac_key.clone(), wrap_key: kpk_key(kpk) }
     }
 
     /// Seal an audit entry (see `audit::seal_entry`).
@@ -134,7 +124,7 @@ impl Sealer {
     }
 
     /// The key audit entries are sealed with.
-    pub fn row_key(&self) -> &Key32 {
+    pub fn row_key(&self) -> &SealKey {
         &self.row_key
     }
 
@@ -162,7 +152,7 @@ impl Sealer {
     pub fn seal_row(&self, id: &str, version: u64, record: &Record, nonce: [u8; 12]) -> Vec<u8> {
         let plain = Zeroizing::new(postcard::to_allocvec(record).expect("record serializes"));
         let mut body = vec![ROW_FORMAT];
-        body.extend(crypto::seal(&self.row_key, nonce, &row_aad(id, version), &plain));
+        body.extend(self.row_key.seal(nonce, &row_aad(id, version), &plain));
         body
     }
 
@@ -170,7 +160,9 @@ impl Sealer {
         let corrupt = |why: &str| Error::Integrity(format!("row {id} is corrupt: {why}"));
         match body.split_first() {
             Some((&ROW_FORMAT, sealed)) => {
-                let plain = crypto::open(&self.row_key, &row_aad(id, version), sealed)
+                let plain = self
+                    .row_key
+                    .open(&row_aad(id, version), sealed)
                     .ok_or_else(|| corrupt("it fails authentication (tampered, replaced or sealed by another HMK)"))?;
                 postcard::from_bytes(&plain).map_err(|_| corrupt("its content does not decode"))
             }
@@ -180,11 +172,13 @@ impl Sealer {
 
     /// Wrap key material with the KPK; the key tag is bound as associated data.
     pub fn wrap(&self, tag: &Tag, material: &[u8; 32], nonce: [u8; 12]) -> Vec<u8> {
-        crypto::seal(&self.wrap_key, nonce, &tag.0, material)
+        self.wrap_key.seal(nonce, &tag.0, material)
     }
 
     pub fn unwrap(&self, tag: &Tag, wrapped: &[u8]) -> Result<Key32> {
-        let plain = crypto::open(&self.wrap_key, &tag.0, wrapped)
+        let plain = self
+            .wrap_key
+            .open(&tag.0, wrapped)
             .ok_or_else(|| Error::Integrity(format!("key material of key {tag} does not unwrap with the KPK")))?;
         let arr: [u8; 32] = plain
             .as_slice()
@@ -192,6 +186,17 @@ impl Sealer {
             .map_err(|_| Error::Integrity(format!("key material of key {tag} has the wrong length")))?;
         Ok(Zeroizing::new(arr))
     }
+}
+
+/// The HMK's row sealing key and header MAC key.
+fn hmk_keys(hmk: &[u8; 32]) -> (SealKey, Key32) {
+    let row_key = crypto::subkey(hmk, b"keystate/row-seal/v1");
+    (SealKey::new(&row_key), crypto::subkey(hmk, b"keystate/header-mac/v1"))
+}
+
+/// The KPK's key wrapping key.
+fn kpk_key(kpk: &[u8; 32]) -> SealKey {
+    SealKey::new(&crypto::subkey(kpk, b"keystate/kpk-wrap/v1"))
 }
 
 /// Read a header without any key (its MAC is not checked here).

@@ -2,42 +2,19 @@
 //! environment and an in-memory row store that applies change sets exactly as
 //! a host must (compare-and-swap on versions).
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
 
 use zeroize::Zeroizing;
 
+/// Deterministic time and entropy, shared with the fuzz entry points.
+use crate::fuzzing::FuzzEnv as TestEnv;
 use crate::keystore::{ChangeSet, Keystore, Row};
 use crate::rules;
 use crate::store::{HEADER_ID, Secret};
-use crate::types::{Cipher, Env, Error, KeyState, Operation, Result};
+use crate::types::{Cipher, Error, KeyState, Operation, Result};
 use KeyState::*;
 
 mod admin;
-
-/// Deterministic time and entropy (SHA-256 of a counter).
-#[derive(Clone, Default)]
-struct TestEnv {
-    clock: Rc<Cell<u64>>,
-    counter: Rc<Cell<u64>>,
-}
-
-impl Env for TestEnv {
-    fn now(&self) -> u64 {
-        self.clock.set(self.clock.get() + 1000);
-        1_700_000_000_000 + self.clock.get()
-    }
-
-    fn fill_random(&self, buf: &mut [u8]) {
-        use sha2::{Digest, Sha256};
-        for chunk in buf.chunks_mut(32) {
-            self.counter.set(self.counter.get() + 1);
-            let block = Sha256::digest(self.counter.get().to_le_bytes());
-            chunk.copy_from_slice(&block[..chunk.len()]);
-        }
-    }
-}
 
 fn raw(byte: u8) -> Secret {
     Secret::Raw(Zeroizing::new(vec![byte; 32]))
@@ -663,3 +640,66 @@ fn rows_rolled_back_one_by_one_cannot_make_two_active_keys() {
 /// Export and import (`keystore::transfer`).
 #[path = "tests/transfer.rs"]
 mod transfer;
+
+#[test]
+fn contradictions_arriving_in_a_catch_up_are_kept_out_and_the_indexes_stay_exact() {
+    // The keystore is loaded whole; later batches (another process's commits,
+    // or rows put back one by one) must be checked as well as the first load.
+    let mut f = Fixture::new();
+    f.group("g");
+    let group = f.ks.group("g").unwrap().tag;
+    let row_of =
+        |f: &Fixture, name: &str| f.rows[&crate::store::key_row_id(&group, &f.ks.key("g", name).unwrap().tag)].clone();
+    f.key("g", "a", Active);
+    let old_a = row_of(&f, "a");
+    f.key("g", "b", Prelive);
+    f.set("g", "b", Active).unwrap();
+    f.key("g", "c", Prelive);
+    let old_c = row_of(&f, "c");
+    let renamed = f.ks.modify_key("g", "c", Some("d"), None);
+    f.ok(renamed);
+    f.key("g", "c", Prelive); // a new key takes the old name of the renamed one
+    let new_c = row_of(&f, "c");
+    let corrupt = |row: &Row| Row { body: vec![0xff], ..row.clone() };
+    let open = |f: &Fixture| {
+        let mut ks = Keystore::open(Box::new(f.env.clone()), &f.rows[HEADER_ID], &raw(1), &raw(2)).unwrap();
+        let all: Vec<Row> = f.rows.values().filter(|r| r.id != HEADER_ID).cloned().collect();
+        assert!(ks.load(&all, &[]).unwrap().is_empty());
+        ks.assert_indexes_match_records();
+        ks
+    };
+
+    // The old "a" (active) comes back: two active keys.
+    let mut ks = open(&f);
+    let faults = ks.load(std::slice::from_ref(&old_a), &[]).unwrap();
+    assert_eq!(faults.len(), 2, "{faults:?}");
+    assert!(faults.iter().all(|f| f.message.contains("claim to be active")), "{faults:?}");
+    assert_eq!(ks.group("g").unwrap().active_key, None);
+    ks.assert_indexes_match_records();
+
+    // The old "c" (from before its rename to "d") comes back and shares its
+    // name with the new "c".
+    let mut ks = open(&f);
+    let faults = ks.load(std::slice::from_ref(&old_c), &[]).unwrap();
+    assert_eq!(faults.len(), 2, "{faults:?}");
+    assert!(faults.iter().all(|f| f.message.contains("are named \"c\"")), "{faults:?}");
+    assert_eq!(kind(ks.key("g", "c")), "not-found");
+    ks.assert_indexes_match_records();
+
+    // Later in the same batch the new "c" turns out corrupt: no contradiction
+    // is left, and "c" is the old one.
+    let mut ks = open(&f);
+    let faults = ks.load(&[old_c.clone(), corrupt(&new_c)], &[]).unwrap();
+    assert_eq!(faults.len(), 1, "only the corrupt row: {faults:?}");
+    assert_eq!(ks.key("g", "c").unwrap().tag, f.ks.key("g", "d").unwrap().tag);
+    ks.assert_indexes_match_records();
+
+    // Or the old "c" itself turns out corrupt after taking the name: the new
+    // "c" gets its name back.
+    let mut ks = open(&f);
+    let faults = ks.load(&[old_c.clone(), corrupt(&old_c)], &[]).unwrap();
+    assert_eq!(faults.len(), 1, "only the corrupt row: {faults:?}");
+    assert_eq!(ks.key("g", "c").unwrap().tag, f.ks.key("g", "c").unwrap().tag);
+    assert_eq!(kind(ks.key("g", "d")), "not-found");
+    ks.assert_indexes_match_records();
+}

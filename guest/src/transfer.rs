@@ -326,11 +326,8 @@ impl Keystore {
                     g.name
                 )));
             }
-            let mut keys: Vec<&KeyRecord> =
-                self.keys.values().map(|(k, _)| k).filter(|k| k.group == group_tag).collect();
-            keys.sort_by(|a, b| a.name.cmp(&b.name));
-            let keys = keys
-                .into_iter()
+            let keys = self
+                .keys_in(group_tag) // by name
                 .map(|k| {
                     Ok(ExportedKey {
                         tag: k.tag,

@@ -52,13 +52,18 @@ fn filled(keys: usize) -> PathBuf {
     }
     eprintln!("filling a keystore with {keys} keys (once; kept in {})", dir.display());
     let ks = Keystore::create(&path, None, None).unwrap();
-    for i in 0..keys {
-        let group = format!("g{}", i / KEYS_PER_GROUP);
-        if i % KEYS_PER_GROUP == 0 {
-            ks.create_group(&group, Cipher::Aes256Gcm, "").unwrap();
-        }
-        let state = if i % KEYS_PER_GROUP == 0 { Active } else { Prelive };
-        ks.create_key(&group, &format!("k{i}"), state, None, "").unwrap();
+    // One group per commit: a million single-key commits would take hours.
+    for first in (0..keys).step_by(KEYS_PER_GROUP) {
+        let group = format!("g{}", first / KEYS_PER_GROUP);
+        ks.batch(|b| {
+            b.create_group(&group, Cipher::Aes256Gcm, "")?;
+            for i in first..keys.min(first + KEYS_PER_GROUP) {
+                let state = if i == first { Active } else { Prelive };
+                b.create_key(&group, &format!("k{i}"), state, None, "")?;
+            }
+            Ok(())
+        })
+        .unwrap();
     }
     drop(ks);
     std::fs::write(done, b"").unwrap();
@@ -110,6 +115,16 @@ fn mutations(c: &mut Criterion) {
                 next = if next == Deprecated { Inactive } else { Deprecated };
             })
         });
+        // Another handle (as another process would) changes a key; this one's
+        // next read loads that commit: the cost must follow the commit, not the keystore.
+        let other = Keystore::open(&path, None, None).unwrap();
+        g.bench_function(BenchmarkId::new("catch up with another handle's set state", keys), |b| {
+            b.iter(|| {
+                other.set_state("bench", &name, next).unwrap();
+                next = if next == Deprecated { Inactive } else { Deprecated };
+                ks.key("bench", &name).unwrap()
+            })
+        });
         g.bench_function(BenchmarkId::new("delete key", keys), |b| {
             b.iter_batched(
                 || {
@@ -133,8 +148,48 @@ fn open(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("open keystore", keys), |b| {
             b.iter(|| Keystore::open(&path, None, None).unwrap())
         });
+        record_open_memory(&path, keys);
     }
     g.finish();
+}
+
+/// Peak memory of a process that opens the keystore (`keystate stats`), for
+/// BENCHMARKS.md: a line in `$KEYSTATE_BENCH_RESULTS` when that is set.
+fn record_open_memory(path: &Path, keys: usize) {
+    let Some(results) = std::env::var_os("KEYSTATE_BENCH_RESULTS") else { return };
+    let stats = || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keystate"));
+        command.arg("--keystore").arg(path).arg("stats");
+        peak_rss_of(&mut command)
+    };
+    stats(); // the first run may compile the component into the cache
+    let peak = stats();
+    let line = format!(
+        "{{\"suite\": \"rust\", \"case\": \"open: peak memory of a process that opens the keystore (keystate stats)\", \"subject\": \"{keys} keys\", \"peak_rss_bytes\": {peak}}}\n"
+    );
+    use std::io::Write;
+    std::fs::OpenOptions::new().create(true).append(true).open(results).unwrap().write_all(line.as_bytes()).unwrap();
+}
+
+/// Runs `command` to its end; its largest resident set, in bytes. Read from
+/// /proc while it runs: `getrusage` would report this (large) process's own
+/// peak, which a child inherits across fork and exec.
+fn peak_rss_of(command: &mut std::process::Command) -> u64 {
+    let mut child = command.stdout(std::process::Stdio::null()).spawn().unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        let hwm = std::fs::read_to_string(&status_file).ok().and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        });
+        peak = peak.max(hwm.unwrap_or(0) * 1024);
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{command:?}: {status}");
+            return peak;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// A keystore with an active key in an AES-256-GCM and a ChaCha20-Poly1305 group.

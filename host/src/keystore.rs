@@ -10,6 +10,9 @@
 //!   storage before the next operation: the mutation did not happen.
 
 mod admin;
+mod batch;
+
+pub use batch::Batch;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -30,6 +33,8 @@ use crate::types::{Cipher, GroupInfo, KeyInfo, KeyState, Operation, RowFault, St
 
 /// How often a mutation runs when it keeps meeting a conflict or a lost connection.
 const WRITE_ATTEMPTS: u32 = 5;
+/// Rows per `load` call when a keystore is opened.
+const OPEN_SLICE_ROWS: usize = 4096;
 
 /// Options for [`Keystore::create_with`].
 #[derive(Default)]
@@ -744,8 +749,16 @@ fn open_guest(
     let header = header_row(&snapshot.rows, location)?;
     let (hmk, kpk) = (hmk.to_wit(), kpk.to_wit());
     guest.open(&wit_row(header), &hmk.0, &kpk.0)?;
-    let rows: Vec<wit::Row> = snapshot.rows.iter().filter(|r| r.id != "header").map(wit_row).collect();
-    guest.load(&rows, &[])
+    // A committed snapshot loads in any split, so it goes in slices: the
+    // guest never holds a copy of every row beside its model (its memory
+    // does not shrink back), and no call runs long.
+    let mut rows = snapshot.rows.iter().filter(|r| r.id != "header").peekable();
+    let mut faults = Vec::new();
+    while rows.peek().is_some() {
+        let slice: Vec<wit::Row> = rows.by_ref().take(OPEN_SLICE_ROWS).map(wit_row).collect();
+        faults.extend(guest.load(&slice, &[])?);
+    }
+    Ok(faults)
 }
 
 fn header_row<'a>(rows: &'a [storage::Row], location: &str) -> Result<&'a storage::Row> {

@@ -121,6 +121,11 @@ fn runtime() -> Result<&'static Runtime> {
 fn build_runtime() -> wasmtime::Result<Runtime> {
     let mut config = Config::new();
     config.epoch_interruption(true);
+    // For profiling the guest with `perf` (docs/benchmarks.md): name the
+    // compiled guest functions in /tmp/perf-<pid>.map.
+    if std::env::var_os("KEYSTATE_PERFMAP").is_some_and(|v| !v.is_empty() && v != "0") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     let engine = Engine::new(&config)?;
     let component = load_component(&engine)?;
     let mut linker = Linker::new(&engine);

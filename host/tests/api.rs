@@ -22,6 +22,9 @@ on_every_backend! {
     data_operations_see_the_handles_own_mutations_at_once,
     a_stream_does_not_hold_the_handle,
     a_tampered_row_is_integrity_and_the_rest_stays_usable,
+    a_batch_is_one_commit_seen_whole_by_another_handle,
+    a_refused_mutation_in_a_batch_persists_none_of_it,
+    a_keystore_larger_than_one_load_slice_opens_whole,
 }
 
 use KeyState::*;
@@ -579,4 +582,88 @@ fn a_stream_does_not_hold_the_handle(s: &Scratch) {
 
 fn hex_tag(ciphertext: &[u8]) -> String {
     ciphertext[12..28].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn a_batch_is_one_commit_seen_whole_by_another_handle(s: &Scratch) {
+    let (path, a) = s.keystore();
+    let b = Keystore::open(&path, None, None).unwrap();
+    a.groups().unwrap();
+    let before = a.committed_seq();
+    let made = a
+        .batch(|batch| {
+            batch.create_group("tapes", Cipher::Aes256Gcm, "")?;
+            for i in 0..50 {
+                batch.create_key("tapes", &format!("t{i}"), Prelive, None, "")?;
+            }
+            batch.set_state("tapes", "t0", Active)?;
+            // Activating t1 bumps t0, which this batch also made: both rows pass
+            // through two versions inside one commit.
+            batch.set_state("tapes", "t1", Active)?;
+            batch.delete_key("tapes", "t49")?;
+            Ok(batch.create_key("tapes", "last", Prelive, Some("correct horse"), "")?.name)
+        })
+        .unwrap();
+    assert_eq!(made, "last");
+    assert_eq!(a.committed_seq(), before + 1, "one commit for the whole batch");
+    assert_eq!(b.keys(Some("tapes"), None).unwrap().len(), 50);
+    assert_eq!(b.key("tapes", "t0").unwrap().state, Inactive);
+    assert_eq!(b.group("tapes").unwrap().active_key.as_deref(), Some("t1"));
+    assert_eq!(kind(b.key("tapes", "t49")), ErrorKind::NotFound);
+    let sealed = b.encrypt("tapes", b"tape", b"").unwrap();
+    assert_eq!(a.decrypt(&sealed, b"").unwrap(), b"tape");
+    drop((a, b));
+    let reopened = Keystore::open(&path, None, None).unwrap();
+    assert_eq!(reopened.keys(Some("tapes"), Some(Active)).unwrap().len(), 1);
+    // Every mutation of the batch has its audit entry, chained in order.
+    let entries = reopened.audit(&keystate::AuditFilter::default()).unwrap();
+    assert_eq!(entries.iter().filter(|e| e.action == "create-key").count(), 51);
+    assert!(reopened.verify_audit().unwrap().is_intact());
+}
+
+fn a_refused_mutation_in_a_batch_persists_none_of_it(s: &Scratch) {
+    let (path, a) = s.keystore();
+    key_in(&a, "g", "k", Active);
+    let b = Keystore::open(&path, None, None).unwrap();
+    let before = a.committed_seq();
+    let refused = a.batch(|batch| {
+        batch.create_key("g", "new", Prelive, None, "")?;
+        batch.set_state("g", "k", Inactive)?;
+        batch.create_group("h", Cipher::ChaCha20Poly1305, "")?;
+        batch.set_state("g", "new", Terminated) // prelive -> terminated is not a move
+    });
+    assert_eq!(kind(refused), ErrorKind::InvalidTransition);
+    assert_eq!(a.committed_seq(), before);
+    for ks in [&a, &b] {
+        assert_eq!(kind(ks.key("g", "new")), ErrorKind::NotFound);
+        assert_eq!(ks.key("g", "k").unwrap().state, Active);
+        assert_eq!(kind(ks.group("h")), ErrorKind::NotFound);
+        ks.encrypt("g", b"still active", b"").unwrap();
+    }
+    // The handle that ran the batch goes on from storage's state.
+    a.create_key("g", "new", Prelive, None, "").unwrap();
+    assert_eq!(b.keys(Some("g"), None).unwrap().len(), 2);
+}
+
+fn a_keystore_larger_than_one_load_slice_opens_whole(s: &Scratch) {
+    // Open hands rows to the component in slices of 4,096: every key must
+    // arrive, with its state and the group's one active key.
+    let (path, ks) = s.keystore();
+    ks.batch(|b| {
+        b.create_group("many", Cipher::Aes256Gcm, "")?;
+        for i in 0..5000 {
+            b.create_key("many", &format!("k{i:04}"), Prelive, None, "")?;
+        }
+        b.set_state("many", "k4999", Active)?;
+        Ok(())
+    })
+    .unwrap();
+    key_in(&ks, "last", "k", Active);
+    drop(ks);
+    let reopened = Keystore::open(&path, None, None).unwrap();
+    assert_eq!(reopened.keys(Some("many"), None).unwrap().len(), 5000);
+    assert_eq!(reopened.group("many").unwrap().active_key.as_deref(), Some("k4999"));
+    assert_eq!(reopened.group("last").unwrap().active_key.as_deref(), Some("k"));
+    assert!(reopened.faults().unwrap().is_empty());
+    let stats = reopened.stats().unwrap();
+    assert_eq!((stats.keys, stats.states["prelive"], stats.states["active"]), (5001, 4999, 2));
 }

@@ -10,8 +10,7 @@ use crate::types::{Cipher, KeyState::*};
 
 /// A fixture whose random bytes differ from every other fixture's.
 fn target(seed: u64) -> Fixture {
-    let env = TestEnv::default();
-    env.counter.set(seed << 32);
+    let env = TestEnv::seeded(seed);
     let (ks, changes) = Keystore::create(Box::new(env.clone()), &raw(11), None, &raw(12), None).unwrap();
     let mut f = Fixture { ks, rows: BTreeMap::new(), env };
     f.persist(changes);
