@@ -244,6 +244,14 @@ export interface RecoverKeyOptions {
   state?: KeyState
 }
 
+/** The mutations of one `Keystore.batch`: recorded in order, committed together when `build` returns. */
+export interface Batch {
+  createGroup(name: string, options?: CreateGroupOptions): void
+  createKey(group: string, name: string, options?: CreateKeyOptions): void
+  setState(group: string, name: string, state: KeyState): void
+  deleteKey(group: string, name: string): void
+}
+
 /** What to change; an absent field stays as it is. */
 export interface ModifyOptions {
   newName?: string
@@ -290,6 +298,12 @@ export declare class Keystore {
   modifyKey(group: string, name: string, changes: ModifyOptions): KeyInfo
   /** Delete a prelive or terminated key (else NOT_DELETABLE). */
   deleteKey(group: string, name: string): void
+  /**
+   * Mutations recorded by `build` committed as one: all of them, or (a refusal,
+   * or `build` throwing) none. One result per mutation: the GroupInfo or
+   * KeyInfo it made or moved, null for a deletion.
+   */
+  batch(build: (batch: Batch) => void): Array<GroupInfo | KeyInfo | null>
   /** Re-create a deleted pass phrase key from its tag (WRONG_PASSPHRASE if it does not match). */
   recoverKey(group: string, name: string, tag: string, passphrase: string, options?: RecoverKeyOptions): KeyInfo
   /** `recoverKey` on a pool thread. */

@@ -191,6 +191,29 @@ function importReport(r) {
 // ---- the keystore -------------------------------------------------------------------
 
 /** An open keystore. Make one with Keystore.create or Keystore.open. */
+/** The mutations of one `Keystore.batch`, recorded in order (nothing runs until it ends). */
+class Batch {
+  ops = []
+
+  createGroup(name, opts) {
+    const { cipher, description } = options('options', opts)
+    this.ops.push({ kind: 'createGroup', group: '', name: text('name', name), choice: optionalText('cipher', cipher), description: optionalText('description', description) })
+  }
+
+  createKey(group, name, opts) {
+    const { state, passphrase, description } = options('options', opts)
+    this.ops.push({ kind: 'createKey', group: text('group', group), name: text('name', name), choice: optionalText('state', state), passphrase: optionalText('passphrase', passphrase), description: optionalText('description', description) })
+  }
+
+  setState(group, name, state) {
+    this.ops.push({ kind: 'setState', group: text('group', group), name: text('name', name), choice: text('state', state) })
+  }
+
+  deleteKey(group, name) {
+    this.ops.push({ kind: 'deleteKey', group: text('group', group), name: text('name', name) })
+  }
+}
+
 class Keystore {
   #handle
 
@@ -303,6 +326,19 @@ class Keystore {
 
   deleteKey(group, name) {
     call(() => this.#handle.deleteKey(text('group', group), text('name', name)))
+  }
+
+  /**
+   * Run `build(batch)`, which records mutations on `batch`, then commit them
+   * as one: all of them, or (a refusal, or `build` throwing) none. Returns one
+   * result per mutation: the GroupInfo or KeyInfo it made or moved, or null
+   * for a deletion.
+   */
+  batch(build) {
+    if (typeof build !== 'function') throw invalid(`build must be a function, not ${describe(build)}`)
+    const batch = new Batch()
+    build(batch)
+    return call(() => this.#handle.applyBatch(batch.ops)).map((r) => (r.group ? groupInfo(r.group) : r.key ? keyInfo(r.key) : null))
   }
 
   static #recoverArgs(group, name, tag, passphrase, opts) {

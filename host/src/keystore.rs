@@ -12,7 +12,7 @@
 mod admin;
 mod batch;
 
-pub use batch::Batch;
+pub use batch::{Applied, Batch, Mutation};
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -107,7 +107,7 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<KeystoreInfo> {
     let header = backend
         .read_row("header")?
         .ok_or_else(|| Error::new(ErrorKind::Integrity, format!("keystore {} has no header row", location.shown())))?;
-    let info = policy(|g| g.inspect_header(&header.body))?;
+    let info = pure_call(|g| g.inspect_header(&header.body))?;
     Ok(KeystoreInfo {
         path: location.shown(),
         format_version: info.format_version,
@@ -884,22 +884,56 @@ fn with_files(src: &Path, dst: &Path, run: impl FnOnce(&mut dyn Read, &mut dyn W
     write_atomically(dst, |out| run(&mut BufReader::new(input), out))
 }
 
-/// The rules as pure functions, answered by a process-wide component instance.
-fn policy<T>(f: impl FnOnce(&mut Guest) -> Result<T>) -> Result<T> {
-    static POLICY: OnceLock<Mutex<Option<Guest>>> = OnceLock::new();
-    let mut slot = POLICY.get_or_init(|| Mutex::new(None)).lock().unwrap_or_else(|p| p.into_inner());
+/// A pure function of the component (no keystore), on a process-wide instance.
+fn pure_call<T>(f: impl FnOnce(&mut Guest) -> Result<T>) -> Result<T> {
+    static GUEST: OnceLock<Mutex<Option<Guest>>> = OnceLock::new();
+    let mut slot = GUEST.get_or_init(|| Mutex::new(None)).lock().unwrap_or_else(|p| p.into_inner());
     if slot.as_ref().is_none_or(|g| g.broken) {
         *slot = Some(Guest::new(Limits::default())?);
     }
     f(slot.as_mut().expect("just made"))
 }
 
+/// The rule book's two tables as the component answers them. The rules are
+/// pure functions of key states, so the component is asked every question
+/// once per process, and each later question is a lookup: a policy check in
+/// a hot path costs nanoseconds, and the component stays the only place
+/// that decides a rule.
+struct PolicyTable {
+    moves: [[bool; 5]; 5],
+    operations: [Vec<Operation>; 5],
+}
+
+fn policy_table() -> Result<&'static PolicyTable> {
+    static TABLE: OnceLock<PolicyTable> = OnceLock::new();
+    if let Some(table) = TABLE.get() {
+        return Ok(table);
+    }
+    let table = pure_call(|guest| {
+        let mut table = PolicyTable { moves: [[false; 5]; 5], operations: Default::default() };
+        for from in KeyState::ALL {
+            for to in KeyState::ALL {
+                table.moves[from as usize][to as usize] = guest.can_transition(from, to)?;
+            }
+            table.operations[from as usize] = guest.allowed_operations(from)?;
+        }
+        Ok(table)
+    })?;
+    Ok(TABLE.get_or_init(|| table))
+}
+
 /// May a key move from `from` to `to`? (Staying put is allowed.)
 pub fn can_transition(from: KeyState, to: KeyState) -> Result<bool> {
-    policy(|g| g.can_transition(from, to))
+    Ok(policy_table()?.moves[from as usize][to as usize])
 }
 
 /// The operations a key in `state` allows.
 pub fn allowed_operations(state: KeyState) -> Result<Vec<Operation>> {
-    policy(|g| g.allowed_operations(state))
+    Ok(policy_table()?.operations[state as usize].clone())
+}
+
+/// May a key in `state` be used for `operation`? (The policy decision of a
+/// hot path: no allocation.)
+pub fn allows(state: KeyState, operation: Operation) -> Result<bool> {
+    Ok(policy_table()?.operations[state as usize].contains(&operation))
 }

@@ -35,7 +35,8 @@ pub use admin::{AuditEntry, AuditFault, AuditFilter, AuditProblem, AuditReport, 
 pub use atomic_file::write_atomically;
 pub use error::{Error, ErrorKind, Result};
 pub use keystore::{
-    Batch, CreateOptions, Keystore, KeystoreInfo, OpenOptions, Protection, allowed_operations, can_transition, inspect,
+    Applied, Batch, CreateOptions, Keystore, KeystoreInfo, Mutation, OpenOptions, Protection, allowed_operations,
+    allows, can_transition, inspect,
 };
 pub use sandbox::{COMPONENT, Limits, component_imports};
 pub use transfer::{ImportOptions, ImportReport, ImportedGroup, ImportedKey, Skip, SkipReason};

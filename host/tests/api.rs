@@ -25,6 +25,7 @@ on_every_backend! {
     a_batch_is_one_commit_seen_whole_by_another_handle,
     a_refused_mutation_in_a_batch_persists_none_of_it,
     a_keystore_larger_than_one_load_slice_opens_whole,
+    mutations_given_as_data_apply_in_one_commit,
 }
 
 use KeyState::*;
@@ -112,6 +113,9 @@ fn every_state_and_operation_through_the_host(s: &Scratch) {
     ];
     for (state, ops) in expected {
         assert_eq!(allowed_operations(state).unwrap(), ops, "{state}");
+        for op in [Operation::Encrypt, Operation::Decrypt, Operation::Delete] {
+            assert_eq!(keystate::allows(state, op).unwrap(), ops.contains(&op), "{state} {op:?}");
+        }
         let group = format!("use-{state}");
         // Data made while the key was active (a prelive key never made any).
         key_in(&ks, &group, "k", if state == Prelive { Prelive } else { Active });
@@ -666,4 +670,40 @@ fn a_keystore_larger_than_one_load_slice_opens_whole(s: &Scratch) {
     assert!(reopened.faults().unwrap().is_empty());
     let stats = reopened.stats().unwrap();
     assert_eq!((stats.keys, stats.states["prelive"], stats.states["active"]), (5001, 4999, 2));
+}
+
+fn mutations_given_as_data_apply_in_one_commit(s: &Scratch) {
+    use keystate::{Applied, Mutation};
+    let (_, ks) = s.keystore();
+    ks.groups().unwrap();
+    let before = ks.committed_seq();
+    let text = |s: &str| s.to_string();
+    let applied = ks
+        .apply(&[
+            Mutation::CreateGroup { name: text("g"), cipher: Cipher::ChaCha20Poly1305, description: text("d") },
+            Mutation::CreateKey {
+                group: text("g"),
+                name: text("k"),
+                state: Prelive,
+                passphrase: Some(zeroize::Zeroizing::new(text("correct horse"))),
+                description: text(""),
+            },
+            Mutation::SetState { group: text("g"), name: text("k"), state: Active },
+            Mutation::CreateKey {
+                group: text("g"),
+                name: text("gone"),
+                state: Prelive,
+                passphrase: None,
+                description: text(""),
+            },
+            Mutation::DeleteKey { group: text("g"), name: text("gone") },
+        ])
+        .unwrap();
+    assert_eq!(ks.committed_seq(), before + 1);
+    assert!(matches!(&applied[0], Applied::Group(g) if g.cipher == Cipher::ChaCha20Poly1305 && g.description == "d"));
+    assert!(matches!(&applied[1], Applied::Key(k) if k.recoverable && k.state == Prelive));
+    assert!(matches!(&applied[2], Applied::Key(k) if k.state == Active));
+    assert_eq!(applied[4], Applied::Deleted);
+    assert_eq!(ks.group("g").unwrap().active_key.as_deref(), Some("k"));
+    assert_eq!(kind(ks.key("g", "gone")), ErrorKind::NotFound);
 }

@@ -17,6 +17,7 @@ import {
   type AuditEntry,
   type AuditOptions,
   type AuditReport,
+  type Batch,
   type Bytes,
   type CreateGroupOptions,
   type CreateKeyOptions,
@@ -94,6 +95,10 @@ async function main(): Promise<void> {
   again.deleteKey('backups', 'k2')
   const backAsync: KeyInfo = await again.recoverKeyAsync('backups', 'k2', k2.tag, 'tape 7')
   const recoverable: boolean = backAsync.recoverable
+  const batched: Array<GroupInfo | KeyInfo | null> = again.batch((b: Batch) => {
+    b.createKey('backups', 'b1', { state: KeyState.Prelive })
+    b.deleteKey('backups', 'b1')
+  })
   const modified: Date = back.modified
 
   // Data, with k1 active again.
@@ -157,7 +162,7 @@ async function main(): Promise<void> {
   for (const k of [ks, again, other, reopened]) k.close()
   fs.rmSync(dir, { recursive: true, force: true })
   const used: unknown[] = [ok, ops, state, closed, groups, renamed, activeKey, created, keys, all, byName, byTag, moved, described]
-  used.push(recoverable, modified, plain, plainAsync, n1, n2, n3, n4, perState, faults, asError)
+  used.push(batched, recoverable, modified, plain, plainAsync, n1, n2, n3, n4, perState, faults, asError)
   used.push(actor, when, intact, audited)
   used.push(size, preview, skipped, firstGroup, firstKey, imported)
   console.log(`whole surface: ok (${used.length} results, ${keys.length} active key, ${faults.length} faults)`)

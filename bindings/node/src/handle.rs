@@ -13,6 +13,52 @@ use crate::values::{
     AuditEntry, AuditReport, GroupInfo, ImportReport, KeyInfo, RowFault, Stats, cipher, state, time_from_millis,
 };
 
+/// One mutation of `applyBatch`: `choice` is the state (createKey, setState)
+/// or the cipher (createGroup).
+#[napi(object)]
+pub struct BatchOp {
+    pub kind: String,
+    pub group: String,
+    pub name: String,
+    pub choice: Option<String>,
+    pub passphrase: Option<String>,
+    pub description: Option<String>,
+}
+
+/// What one mutation of `applyBatch` made or moved (neither: a deletion).
+#[napi(object)]
+pub struct BatchResult {
+    pub group: Option<GroupInfo>,
+    pub key: Option<KeyInfo>,
+}
+
+fn mutation(op: BatchOp) -> Result<keystate::Mutation> {
+    use keystate::Mutation;
+    let description = op.description.unwrap_or_default();
+    Ok(match op.kind.as_str() {
+        "createGroup" => Mutation::CreateGroup {
+            name: op.name,
+            cipher: op.choice.as_deref().map(cipher).transpose()?.unwrap_or_default(),
+            description,
+        },
+        "createKey" => Mutation::CreateKey {
+            group: op.group,
+            name: op.name,
+            state: op.choice.as_deref().map(state).transpose()?.unwrap_or(keystate::KeyState::Prelive),
+            passphrase: op.passphrase.map(zeroize::Zeroizing::new),
+            description,
+        },
+        "setState" => {
+            Mutation::SetState { group: op.group, name: op.name, state: state(op.choice.as_deref().unwrap_or(""))? }
+        }
+        "deleteKey" => Mutation::DeleteKey { group: op.group, name: op.name },
+        other => {
+            let e = keystate::Error::new(keystate::ErrorKind::InvalidArgument, format!("unknown mutation {other:?}"));
+            return Err(from_keystate(e));
+        }
+    })
+}
+
 #[napi]
 pub struct KeystoreHandle {
     keystore: RwLock<Option<Arc<keystate::Keystore>>>,
@@ -241,6 +287,22 @@ impl KeystoreHandle {
     #[napi]
     pub fn delete_key(&self, group: String, name: String) -> Result<()> {
         self.sync(|k| k.delete_key(&group, &name))
+    }
+
+    /// Several mutations in one commit, as `Batch` (index.js) recorded them.
+    #[napi]
+    pub fn apply_batch(&self, ops: Vec<BatchOp>) -> Result<Vec<BatchResult>> {
+        // Names are checked before anything runs.
+        let mutations = ops.into_iter().map(mutation).collect::<Result<Vec<_>>>()?;
+        let applied = self.sync(|k| k.apply(&mutations))?;
+        Ok(applied
+            .into_iter()
+            .map(|a| match a {
+                keystate::Applied::Group(g) => BatchResult { group: Some(g.into()), key: None },
+                keystate::Applied::Key(k) => BatchResult { group: None, key: Some(k.into()) },
+                keystate::Applied::Deleted => BatchResult { group: None, key: None },
+            })
+            .collect())
     }
 
     #[napi]

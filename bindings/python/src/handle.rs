@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use keystate::{AuditFilter, CreateOptions, Keystore, NewKey, OpenOptions};
+use keystate::{Applied, AuditFilter, CreateOptions, Keystore, Mutation, NewKey, OpenOptions};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict};
@@ -34,6 +34,9 @@ fn secret(passphrase: Option<String>) -> Secret {
 fn as_str(secret: &Secret) -> Option<&str> {
     secret.as_deref().map(String::as_str)
 }
+
+/// One mutation of `apply_batch` as Python sends it.
+type BatchOp = (String, String, String, Option<String>, Option<String>, String);
 
 impl Handle {
     fn new(keystore: Keystore) -> Handle {
@@ -194,6 +197,44 @@ impl Handle {
     fn delete_key(&self, py: Python<'_>, group: String, name: String) -> PyResult<()> {
         let ks = self.ks(py)?;
         run(py, || ks.delete_key(&group, &name))
+    }
+
+    /// Several mutations in one commit, as `keystate.Batch` recorded them:
+    /// `(kind, group, name, state or cipher, passphrase, description)`. One
+    /// result per mutation: the group it made, or the key it made or moved.
+    fn apply_batch(&self, py: Python<'_>, ops: Vec<BatchOp>) -> PyResult<Vec<(Option<GroupTuple>, Option<KeyTuple>)>> {
+        let ks = self.ks(py)?;
+        // Names are checked before anything runs.
+        let mutations = ops
+            .into_iter()
+            .map(|(kind, group, name, choice, passphrase, description)| {
+                let choice = choice.unwrap_or_default();
+                Ok(match kind.as_str() {
+                    "create_group" => Mutation::CreateGroup { name, cipher: errors::cipher(py, &choice)?, description },
+                    "create_key" => Mutation::CreateKey {
+                        group,
+                        name,
+                        state: errors::state(py, &choice)?,
+                        passphrase: secret(passphrase),
+                        description,
+                    },
+                    "set_state" => Mutation::SetState { group, name, state: errors::state(py, &choice)? },
+                    "delete_key" => Mutation::DeleteKey { group, name },
+                    other => {
+                        return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown mutation {other:?}")));
+                    }
+                })
+            })
+            .collect::<PyResult<Vec<Mutation>>>()?;
+        let applied = run(py, || ks.apply(&mutations))?;
+        Ok(applied
+            .into_iter()
+            .map(|a| match a {
+                Applied::Group(g) => (Some(convert::group(g)), None),
+                Applied::Key(k) => (None, Some(convert::key(k))),
+                Applied::Deleted => (None, None),
+            })
+            .collect())
     }
 
     fn recover_key(

@@ -2,6 +2,8 @@
 //! thousand keys pays for one durable commit, not a thousand, and a failure
 //! anywhere leaves the keystore as it was.
 
+use zeroize::Zeroizing;
+
 use super::Keystore;
 use crate::error::Result;
 use crate::sandbox::{Guest, wit};
@@ -15,7 +17,62 @@ pub struct Batch<'a> {
     changes: wit::ChangeSet,
 }
 
+/// One mutation as data: for a host that records a batch and hands it over
+/// whole (`Keystore::apply`), as the Python and Node packages do.
+pub enum Mutation {
+    CreateGroup {
+        name: String,
+        cipher: Cipher,
+        description: String,
+    },
+    CreateKey {
+        group: String,
+        name: String,
+        state: KeyState,
+        passphrase: Option<Zeroizing<String>>,
+        description: String,
+    },
+    SetState {
+        group: String,
+        name: String,
+        state: KeyState,
+    },
+    DeleteKey {
+        group: String,
+        name: String,
+    },
+}
+
+/// What one mutation of [`Keystore::apply`] made or moved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Group(GroupInfo),
+    Key(KeyInfo),
+    Deleted,
+}
+
 impl Batch<'_> {
+    /// One mutation given as data.
+    pub fn apply(&mut self, mutation: &Mutation) -> Result<Applied> {
+        Ok(match mutation {
+            Mutation::CreateGroup { name, cipher, description } => {
+                Applied::Group(self.create_group(name, *cipher, description)?)
+            }
+            Mutation::CreateKey { group, name, state, passphrase, description } => Applied::Key(self.create_key(
+                group,
+                name,
+                *state,
+                passphrase.as_ref().map(|p| p.as_str()),
+                description,
+            )?),
+            Mutation::SetState { group, name, state } => Applied::Key(self.set_state(group, name, *state)?),
+            Mutation::DeleteKey { group, name } => {
+                self.delete_key(group, name)?;
+                Applied::Deleted
+            }
+        })
+    }
+
     fn add<T>(&mut self, (value, changes): (T, wit::ChangeSet)) -> T {
         // Rows are written in order, so a row changed twice passes through
         // each version, and the version checks hold step by step.
@@ -54,6 +111,12 @@ impl Batch<'_> {
 }
 
 impl Keystore {
+    /// [`Keystore::batch`] for mutations given as data: all of them in one
+    /// commit, or none. One result per mutation, in order.
+    pub fn apply(&self, mutations: &[Mutation]) -> Result<Vec<Applied>> {
+        self.batch(|b| mutations.iter().map(|m| b.apply(m)).collect())
+    }
+
     /// Run `build`'s mutations as one: persisted in a single transaction
     /// before this returns, or, if any of them is refused or storage fails,
     /// none of them. `build` may run again after a conflict with another

@@ -34,7 +34,7 @@ from ._errors import (
     StorageError,
     WrongPassphrase,
 )
-from ._keystore import Keystore
+from ._keystore import Batch, Keystore
 from ._types import (
     AuditEntry,
     AuditFault,
@@ -55,6 +55,7 @@ from ._types import (
 __version__: str = _native.VERSION
 
 __all__ = [
+    "Batch",
     "Keystore",
     "KeyState",
     "Cipher",

@@ -4,12 +4,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from types import TracebackType
+from contextlib import AbstractContextManager
 from typing import Iterable, Mapping, Optional, Protocol, Union
 
 from _typeshed import ReadableBuffer, StrOrBytesPath
 
 __version__: str
 __all__ = [
+    "Batch",
     "Keystore",
     "KeyState",
     "Cipher",
@@ -230,6 +232,18 @@ class _BinaryWriter(Protocol):
 
 _State = Union[KeyState, str]
 
+class Batch:
+    """Mutations recorded in ``with keystore.batch() as b:`` and committed as one."""
+
+    results: list[Union[GroupInfo, KeyInfo, None]]
+    def __init__(self) -> None: ...
+    def create_group(self, name: str, cipher: Union[Cipher, str] = ..., description: str = "") -> None: ...
+    def create_key(
+        self, group: str, name: str, state: _State = ..., passphrase: Optional[str] = None, description: str = ""
+    ) -> None: ...
+    def set_state(self, group: str, name: str, state: _State) -> None: ...
+    def delete_key(self, group: str, name: str) -> None: ...
+
 class Keystore:
     """An open keystore; make one with ``Keystore.create`` or ``Keystore.open``."""
 
@@ -287,6 +301,7 @@ class Keystore:
     def set_state(self, group: str, name: str, state: _State) -> KeyInfo: ...
     def modify_key(self, group: str, name: str, new_name: Optional[str] = None, description: Optional[str] = None) -> KeyInfo: ...
     def delete_key(self, group: str, name: str) -> None: ...
+    def batch(self) -> AbstractContextManager[Batch]: ...
     def recover_key(self, group: str, name: str, tag: str, passphrase: str, state: _State = ...) -> KeyInfo: ...
 
     # the keystore

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
-from typing import Any, Iterable, List, Optional, Union
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, List, Optional, Tuple, Union
 
 from . import _native
 from ._types import AuditEntry, AuditReport, Cipher, GroupInfo, ImportReport, KeyInfo, KeyState, RowFault, Stats
 
-__all__ = ["Keystore"]
+__all__ = ["Batch", "Keystore"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -57,6 +58,44 @@ def _groups(groups: Optional[Iterable[str]]) -> Optional[List[str]]:
 def _end(end: Any, method: str) -> Any:
     """A file argument: a binary file object (it has ``read``/``write``) as it is, else a path as a str."""
     return end if hasattr(end, method) else _path(end)
+
+
+_BatchOp = Tuple[str, str, str, Optional[str], Optional[str], str]
+
+
+class Batch:
+    """The mutations of one ``with keystore.batch() as b:`` block, recorded as
+    they are called and committed together when the block ends: all of them,
+    or (an error in any, or an exception in the block) none. A thousand keys
+    cost one durable commit instead of a thousand.
+
+    Each mutation takes effect for the ones after it (a key can be created in
+    a group made earlier in the batch). ``results`` holds, once committed,
+    one entry per call: the ``GroupInfo`` or ``KeyInfo`` it made or moved, or
+    ``None`` for a deletion."""
+
+    def __init__(self) -> None:
+        self._ops: List[_BatchOp] = []
+        self.results: List[Union[GroupInfo, KeyInfo, None]] = []
+
+    def create_group(self, name: str, cipher: Union[Cipher, str] = Cipher.AES_256_GCM, description: str = "") -> None:
+        self._ops.append(("create_group", "", name, _name(cipher), None, description))
+
+    def create_key(
+        self,
+        group: str,
+        name: str,
+        state: Union[KeyState, str] = KeyState.PRELIVE,
+        passphrase: Optional[str] = None,
+        description: str = "",
+    ) -> None:
+        self._ops.append(("create_key", group, name, _name(state), passphrase, description))
+
+    def set_state(self, group: str, name: str, state: Union[KeyState, str]) -> None:
+        self._ops.append(("set_state", group, name, _name(state), None, ""))
+
+    def delete_key(self, group: str, name: str) -> None:
+        self._ops.append(("delete_key", group, name, None, None, ""))
 
 
 class Keystore:
@@ -197,6 +236,24 @@ class Keystore:
     def delete_key(self, group: str, name: str) -> None:
         """Delete a prelive or terminated key (else ``NotDeletable``)."""
         self._h.delete_key(group, name)
+
+    @contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """Record mutations in the ``with`` block and commit them as one (see ``Batch``)::
+
+            with ks.batch() as b:
+                b.create_group("tapes")
+                for i in range(1000):
+                    b.create_key("tapes", f"tape-{i}")
+        """
+        batch = Batch()
+        yield batch  # an exception in the block propagates here: nothing is committed
+        done = self._h.apply_batch(batch._ops)
+        batch._ops = []
+        batch.results = [
+            GroupInfo._from_native(g) if g is not None else KeyInfo._from_native(k) if k is not None else None
+            for g, k in done
+        ]
 
     def recover_key(
         self, group: str, name: str, tag: str, passphrase: str, state: Union[KeyState, str] = KeyState.INACTIVE
